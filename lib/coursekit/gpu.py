@@ -1,0 +1,456 @@
+"""The GPU check: is TensorFlow / PyTorch really on the GPU (inside the container)?
+
+Three steps, each usable alone:
+    facts = gather_facts()          # what this process sees: packages, frameworks, devices, env
+    findings = diagnose(facts)      # the classic traps, each with a fix in plain words
+    matmul_benchmark("torch", "cpu", 1024)   # a timed matrix multiply
+
+`python -m coursekit gpu` prints the same report for a shell or a container's %test section.
+"""
+from __future__ import annotations
+
+import ctypes
+import importlib.metadata as md
+import os
+import platform
+import shutil
+import site
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+# Distributions that all install the `tensorflow` package folder. Two of them at once overwrite
+# each other's files: the one installed last wins, often a CPU build shadowing the GPU one.
+TF_DISTRIBUTIONS = ("tensorflow", "tensorflow-cpu", "tensorflow-gpu", "tensorflow-intel",
+                    "tensorflow-macos", "tf-nightly", "tf-nightly-cpu", "tf-nightly-gpu",
+                    "intel-tensorflow")
+# Modules whose copy in ~/.local would shadow the container's.
+WATCHED_MODULES = ("torch", "tensorflow", "keras", "tf_keras", "keras_bert", "transformers",
+                   "numpy", "datasets")
+CONTAINER_ENV = ("APPTAINER_CONTAINER", "SINGULARITY_CONTAINER")
+SLURM_GPU_ENV = ("SLURM_GPUS_ON_NODE", "SLURM_JOB_GPUS", "SLURM_STEP_GPUS", "SLURM_GPUS")
+
+
+# ----------------------------------------------------------------------------- small probes
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def cpu_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def nvidia_smi(args: tuple[str, ...] = ()) -> str | None:
+    """nvidia-smi's output, or None when it is absent or fails (no driver visible)."""
+    exe = shutil.which("nvidia-smi")
+    if not exe:
+        return None
+    try:
+        out = subprocess.run([exe, *args], capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout if out.returncode == 0 else None
+
+
+def libcuda_loadable() -> bool:
+    """Can the NVIDIA driver library be loaded? (Inside a container only with --nv.)"""
+    try:
+        ctypes.CDLL("libcuda.so.1")
+        return True
+    except OSError:
+        return False
+
+
+def smi_gpu_names() -> list[str]:
+    out = nvidia_smi(("--query-gpu=index,name", "--format=csv,noheader"))
+    if not out:
+        return []
+    rows = [line.split(",", 1) for line in out.strip().splitlines() if "," in line]
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None and all(v.strip().isdigit() for v in visible.split(",") if v.strip()):
+        keep = {v.strip() for v in visible.split(",") if v.strip()}
+        rows = [r for r in rows if r[0].strip() in keep]
+    return [name.strip() for _, name in rows]
+
+
+def device_summary() -> dict:
+    """What this run computes on, cheaply: CPU model and count, GPU names (via a framework that is
+    already imported, else nvidia-smi). Goes into every metrics.json."""
+    gpus: list[str] = []
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available():
+        gpus = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    if not gpus:
+        gpus = smi_gpu_names()
+    return {
+        "kind": "gpu" if gpus else "cpu",
+        "cpu": cpu_model(),
+        "cpu_count": cpu_count(),
+        "gpus": gpus,
+        "gpu_count": len(gpus),
+        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+    }
+
+
+def installed(name: str) -> str | None:
+    try:
+        return md.version(name)
+    except md.PackageNotFoundError:
+        return None
+
+
+def _user_site_modules() -> list[str]:
+    """Watched modules that exist in the user site-packages (~/.local/lib/pythonX.Y/site-packages)."""
+    user_site = Path(site.getusersitepackages())
+    if not user_site.is_dir():
+        return []
+    return sorted(m for m in WATCHED_MODULES
+                  if (user_site / m).is_dir() or (user_site / f"{m}.py").is_file())
+
+
+# ----------------------------------------------------------------------------- frameworks
+def torch_facts() -> dict:
+    try:
+        import torch
+    except Exception as exc:  # ImportError, or a broken install raising anything
+        return {"installed": False, "error": f"{type(exc).__name__}: {exc}"}
+    info = {
+        "installed": True,
+        "version": torch.__version__,
+        "built_with_cuda": torch.version.cuda is not None,
+        "cuda_version": torch.version.cuda,
+        "cuda_available": torch.cuda.is_available(),
+        "cudnn_version": None,
+        "gpus": [],
+    }
+    if info["cuda_available"]:
+        info["cudnn_version"] = torch.backends.cudnn.version()
+        for i in range(torch.cuda.device_count()):
+            p = torch.cuda.get_device_properties(i)
+            info["gpus"].append({"name": p.name, "memory_gib": round(p.total_memory / 2**30, 1),
+                                 "capability": f"{p.major}.{p.minor}"})
+    return info
+
+
+def tensorflow_facts() -> dict:
+    try:
+        import tensorflow as tf
+    except Exception as exc:
+        return {"installed": False, "error": f"{type(exc).__name__}: {exc}"}
+    gpus = tf.config.list_physical_devices("GPU")
+    for gpu in gpus:  # do not grab all GPU memory: PyTorch may run in the same process
+        try:
+            tf.config.experimental.set_memory_growth(gpu, True)
+        except RuntimeError:
+            pass  # already initialised
+    build = dict(tf.sysconfig.get_build_info())
+    try:  # touching tf.keras loads it: Keras 2 (tf_keras) when TF_USE_LEGACY_KERAS=1, else Keras 3
+        keras_module = tf.keras
+        if keras_module.__name__.startswith("tf_keras"):
+            import tf_keras
+
+            keras_version = tf_keras.__version__
+        else:
+            keras_version = getattr(keras_module, "__version__", "unknown")
+    except Exception as exc:
+        keras_version = f"unavailable ({type(exc).__name__}: {exc})"
+    names = []
+    for gpu in gpus:
+        try:
+            names.append(tf.config.experimental.get_device_details(gpu).get("device_name", gpu.name))
+        except Exception:
+            names.append(gpu.name)
+    return {
+        "installed": True,
+        "version": tf.__version__,
+        "built_with_cuda": tf.test.is_built_with_cuda(),
+        "cuda_version": build.get("cuda_version"),
+        "cudnn_version": build.get("cudnn_version"),
+        "keras_version": keras_version,
+        "gpus": names,
+    }
+
+
+def gather_facts(frameworks: tuple[str, ...] = ("torch", "tensorflow")) -> dict:
+    """Everything the diagnosis needs, as plain data (tests build such dicts by hand)."""
+    smi = nvidia_smi()
+    facts = {
+        "python": sys.version.split()[0],
+        "executable": sys.executable,
+        "platform": platform.platform(),
+        "cpu": cpu_model(),
+        "cpu_count": cpu_count(),
+        "container": next((os.environ[k] for k in CONTAINER_ENV if os.environ.get(k)), None),
+        "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
+        "slurm_gpus": next((os.environ[k] for k in SLURM_GPU_ENV if os.environ.get(k)), None),
+        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+        "nvidia_smi": smi,
+        "nvidia_smi_on_path": shutil.which("nvidia-smi") is not None,
+        "dev_nvidia": sorted(str(p) for p in Path("/dev").glob("nvidia[0-9]*")),
+        "libcuda": libcuda_loadable(),
+        "pythonnousersite": bool(os.environ.get("PYTHONNOUSERSITE")),
+        "user_site_enabled": bool(site.ENABLE_USER_SITE),
+        "user_site": site.getusersitepackages(),
+        "user_site_modules": _user_site_modules() if site.ENABLE_USER_SITE else [],
+        "tf_distributions": {d: v for d in TF_DISTRIBUTIONS if (v := installed(d))},
+        "tf_keras": installed("tf-keras"),
+        "keras": installed("keras"),
+        "keras_bert": installed("keras-bert"),
+        "tf_use_legacy_keras": os.environ.get("TF_USE_LEGACY_KERAS"),
+        "torch": torch_facts() if "torch" in frameworks else None,
+        "tensorflow": tensorflow_facts() if "tensorflow" in frameworks else None,
+    }
+    return facts
+
+
+# ----------------------------------------------------------------------------- diagnosis
+def _finding(level: str, title: str, detail: str = "", fix: str = "") -> dict:
+    return {"level": level, "title": title, "detail": detail, "fix": fix}
+
+
+def gpu_hardware_expected(facts: dict) -> bool:
+    """Signs that this node has (or this job was given) NVIDIA GPUs, whatever the software sees."""
+    return bool(facts.get("nvidia_smi") or facts.get("dev_nvidia") or facts.get("slurm_gpus"))
+
+
+def visible_gpu_count(facts: dict) -> int:
+    counts = [len((facts.get(fw) or {}).get("gpus") or []) for fw in ("torch", "tensorflow")]
+    return max(counts)
+
+
+def diagnose(facts: dict) -> list[dict]:
+    """The classic traps, most serious first. Levels: error, warning, info, ok."""
+    out: list[dict] = []
+    hw = gpu_hardware_expected(facts)
+    torch, tf = facts.get("torch") or {}, facts.get("tensorflow") or {}
+
+    # 1. two TensorFlow distributions over one folder
+    dists = facts.get("tf_distributions") or {}
+    if len(dists) > 1:
+        listed = ", ".join(f"{k}=={v}" for k, v in dists.items())
+        out.append(_finding(
+            "error", "Several TensorFlow distributions are installed side by side",
+            f"{listed} all write the same `tensorflow` folder; whichever was installed last wins, "
+            "often a CPU-only build over the GPU one.",
+            "Uninstall all of them, then install exactly one: `pip uninstall -y "
+            + " ".join(dists) + " && pip install tensorflow==<pinned version>` "
+            "(use `tensorflow`, never `tensorflow-cpu`, with tf-keras)."))
+    elif "tensorflow-cpu" in dists and hw:
+        out.append(_finding(
+            "error", "tensorflow-cpu is installed on a GPU node",
+            "The CPU-only TensorFlow never uses the GPU.",
+            "`pip uninstall -y tensorflow-cpu && pip install tensorflow==<pinned version>`."))
+
+    # 2. Keras 3 where keras-bert needs Keras 2
+    keras_version = str(tf.get("keras_version") or "")
+    if facts.get("keras_bert") and (keras_version.startswith("3") or not facts.get("tf_keras")):
+        out.append(_finding(
+            "error", "tf.keras is Keras 3, but keras-bert needs Keras 2",
+            f"tf.keras version: {keras_version or 'unknown'}; tf-keras installed: "
+            f"{facts.get('tf_keras') or 'no'}; TF_USE_LEGACY_KERAS={facts.get('tf_use_legacy_keras')}. "
+            "keras-bert then fails with 'Iterating over a symbolic KerasTensor is not supported'.",
+            "Install tf-keras with the same version as TensorFlow and set TF_USE_LEGACY_KERAS=1 "
+            "before TensorFlow is imported (`import coursekit` first does it; the kit's "
+            "containers set it in %environment). Never `pip install keras` unpinned."))
+
+    # 3. container started without --nv
+    if facts.get("container") and hw and not facts.get("libcuda"):
+        out.append(_finding(
+            "error", "GPU node, but the container cannot see the NVIDIA driver",
+            f"Inside {facts['container']}: Slurm GPUs={facts.get('slurm_gpus')}, "
+            f"/dev/nvidia*={facts.get('dev_nvidia') or 'none'}, libcuda.so.1 not loadable.",
+            "Start the container with `--nv`: `singularity exec --nv image.sif ...` "
+            "(the kit's sbatch scripts do)."))
+    elif hw and not facts.get("container") and not facts.get("libcuda"):
+        out.append(_finding(
+            "error", "GPUs are present but the NVIDIA driver library is not loadable",
+            "libcuda.so.1 could not be loaded on the host.",
+            "Ask the admins whether the driver is installed on this node, or load the CUDA module."))
+
+    # 4. framework builds without CUDA on a GPU node
+    if hw and torch.get("installed") and not torch.get("built_with_cuda"):
+        out.append(_finding(
+            "error", "PyTorch is a CPU-only build on a GPU node",
+            f"torch {torch.get('version')} has no CUDA (torch.version.cuda is None).",
+            "Install the CUDA build of the pinned version (e.g. from the PyTorch wheel index for "
+            "your CUDA version), or use the kit's transformers container built from defs/."))
+    if hw and tf.get("installed") and not tf.get("built_with_cuda"):
+        out.append(_finding(
+            "error", "TensorFlow is built without CUDA on a GPU node",
+            f"tensorflow {tf.get('version')}: tf.test.is_built_with_cuda() is False.",
+            "Use the keras-bert container (TensorFlow GPU base image) or install `tensorflow[and-cuda]`."))
+
+    # 5. user site-packages leaking into the container
+    leaked = facts.get("user_site_modules") or []
+    if facts.get("user_site_enabled") and leaked:
+        level = "error" if facts.get("container") else "warning"
+        out.append(_finding(
+            level, "Packages in ~/.local can shadow the environment's own",
+            f"{facts.get('user_site')} holds: {', '.join(leaked)}. Python searches it before the "
+            "container's site-packages, so these versions win.",
+            "Set PYTHONNOUSERSITE=1 (the kit's containers and sbatch scripts do), or remove them: "
+            "`pip uninstall --user ...`."))
+
+    # 6. GPUs allocated but a framework sees none (CUDA_VISIBLE_DEVICES, driver, build)
+    visible = visible_gpu_count(facts)
+    cvd = facts.get("cuda_visible_devices")
+    if cvd is not None and cvd.strip() in ("", "-1", "NoDevFiles"):
+        out.append(_finding(
+            "warning", f"CUDA_VISIBLE_DEVICES={cvd!r} hides every GPU",
+            "Frameworks honour this variable and then see no GPU.",
+            "Unset it, or request GPUs from Slurm (`#SBATCH --gpus tesla:1`), which sets it for you."))
+    if hw and visible == 0 and not any(f["level"] == "error" for f in out):
+        out.append(_finding(
+            "error", "A GPU is present, but neither framework sees it",
+            f"nvidia-smi: {'works' if facts.get('nvidia_smi') else 'fails or absent'}; "
+            f"CUDA_VISIBLE_DEVICES={cvd!r}.",
+            "Compare the CUDA version the framework was built with (below) with the driver's "
+            "(nvidia-smi header): the driver must be at least as new."))
+    if facts.get("slurm_job_id") and not facts.get("slurm_gpus") and not hw:
+        out.append(_finding(
+            "info", "This Slurm job did not request a GPU",
+            f"Job {facts['slurm_job_id']} has no GPUs allocated.",
+            "Add `#SBATCH --gpus tesla:1` (type and count as your cluster names them)."))
+
+    if visible:
+        out.append(_finding("ok", f"{visible} GPU(s) visible to the frameworks"))
+    elif not hw:
+        out.append(_finding(
+            "info", "No GPU is visible: this machine computes on the CPU",
+            "Nothing is wrong with the software; there is simply no NVIDIA GPU here.",
+            "On the cluster, submit to a GPU partition (`sbatch sbatch/gpu_check.sbatch`)."))
+    order = {"error": 0, "warning": 1, "info": 2, "ok": 3}
+    return sorted(out, key=lambda f: order[f["level"]])
+
+
+# ----------------------------------------------------------------------------- timing
+def matmul_benchmark(framework: str, device: str, size: int, repeats: int = 3) -> dict:
+    """Time `repeats` multiplications of two size x size float32 matrices (after one warm-up)."""
+    if size < 1 or repeats < 1:
+        raise ValueError("size and repeats must be positive")
+    if framework == "torch":
+        import torch
+
+        dev = torch.device(device)
+        sync = (lambda: torch.cuda.synchronize(dev)) if dev.type == "cuda" else (lambda: None)
+        a = torch.randn(size, size, device=dev)
+        b = torch.randn(size, size, device=dev)
+        (a @ b).sum().item()
+        sync()
+        start = time.perf_counter()
+        for _ in range(repeats):
+            c = a @ b
+        c.sum().item()  # waits for the work and checks it ran
+        sync()
+        seconds = time.perf_counter() - start
+    elif framework == "tensorflow":
+        import tensorflow as tf
+
+        tf_device = "/GPU:0" if device.startswith("cuda") or device.upper().startswith("GPU") else "/CPU:0"
+        with tf.device(tf_device):
+            a = tf.random.normal((size, size))
+            b = tf.random.normal((size, size))
+            float(tf.reduce_sum(tf.matmul(a, b)))
+            start = time.perf_counter()
+            for _ in range(repeats):
+                c = tf.matmul(a, b)
+            float(tf.reduce_sum(c))
+            seconds = time.perf_counter() - start
+    else:
+        raise ValueError(f"unknown framework {framework!r}: use 'torch' or 'tensorflow'")
+    flops = 2.0 * size**3 * repeats
+    return {"framework": framework, "device": device, "size": size, "repeats": repeats,
+            "seconds": seconds, "gflops": flops / seconds / 1e9}
+
+
+# ----------------------------------------------------------------------------- report
+ICON = {"error": "[ERROR]", "warning": "[WARN] ", "info": "[info] ", "ok": "[ok]   "}
+
+
+def format_report(facts: dict, findings: list[dict]) -> str:
+    lines = [
+        f"Python {facts['python']} ({facts['executable']})",
+        f"CPU: {facts['cpu']} x {facts['cpu_count']}",
+        f"Container: {facts['container'] or 'none'}   Slurm job: {facts['slurm_job_id'] or 'none'}"
+        f"   Slurm GPUs: {facts['slurm_gpus'] or 'none'}",
+        f"CUDA_VISIBLE_DEVICES: {facts['cuda_visible_devices']!r}   PYTHONNOUSERSITE: "
+        f"{'set' if facts['pythonnousersite'] else 'unset'}",
+        f"nvidia-smi: {'ok' if facts['nvidia_smi'] else ('fails' if facts['nvidia_smi_on_path'] else 'not found')}"
+        f"   /dev/nvidia*: {len(facts['dev_nvidia'])}   libcuda.so.1: "
+        f"{'loadable' if facts['libcuda'] else 'not loadable'}",
+    ]
+    for fw in ("torch", "tensorflow"):
+        info = facts.get(fw)
+        if info is None:
+            continue
+        if not info.get("installed"):
+            lines.append(f"{fw}: not importable ({info.get('error')})")
+            continue
+        gpus = info.get("gpus") or []
+        names = [g["name"] if isinstance(g, dict) else g for g in gpus]
+        extra = f"   keras {info['keras_version']}" if fw == "tensorflow" else ""
+        lines.append(
+            f"{fw} {info['version']}: built with CUDA {info.get('cuda_version') or 'no'}, "
+            f"cuDNN {info.get('cudnn_version') or '-'}, GPUs: {len(gpus)} {names if names else ''}{extra}")
+    lines.append("")
+    for f in findings:
+        lines.append(f"{ICON[f['level']]} {f['title']}")
+        if f["detail"]:
+            lines.append(f"         {f['detail']}")
+        if f["fix"]:
+            lines.append(f"         fix: {f['fix']}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+    import json
+
+    parser = argparse.ArgumentParser(prog="python -m coursekit gpu",
+                                     description="Check what TensorFlow and PyTorch see (GPU, CUDA, traps).")
+    parser.add_argument("--frameworks", default="torch,tensorflow",
+                        help="comma-separated: torch, tensorflow (default: both)")
+    parser.add_argument("--matmul", type=int, default=0, metavar="N",
+                        help="also time an N x N matrix multiply on CPU and GPU")
+    parser.add_argument("--require-gpu", action="store_true", help="exit 1 when no GPU is visible")
+    parser.add_argument("--json", action="store_true", help="print facts and findings as JSON")
+    args = parser.parse_args(argv)
+    frameworks = tuple(f.strip() for f in args.frameworks.split(",") if f.strip())
+    bad = [f for f in frameworks if f not in ("torch", "tensorflow")]
+    if bad:
+        parser.error(f"unknown framework(s): {', '.join(bad)} (use torch, tensorflow)")
+
+    facts = gather_facts(frameworks)
+    findings = diagnose(facts)
+    timings = []
+    if args.matmul:
+        for fw in frameworks:
+            if not (facts.get(fw) or {}).get("installed"):
+                continue
+            timings.append(matmul_benchmark(fw, "cpu", args.matmul))
+            if (facts[fw].get("gpus") or []):
+                timings.append(matmul_benchmark(fw, "cuda", args.matmul))
+    if args.json:
+        print(json.dumps({"facts": facts, "findings": findings, "matmul": timings},
+                         indent=2, default=str))
+    else:
+        print(format_report(facts, findings))
+        for t in timings:
+            print(f"matmul {t['framework']:<10} {t['device']:<5} {t['size']}x{t['size']}: "
+                  f"{t['seconds'] / t['repeats'] * 1000:.1f} ms each, {t['gflops']:.1f} GFLOP/s")
+    if any(f["level"] == "error" for f in findings):
+        return 1
+    if args.require_gpu and visible_gpu_count(facts) == 0:
+        print("no GPU visible and --require-gpu was given", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,240 @@
+"""The notebook runner: execute a notebook headlessly with papermill into its own run folder.
+
+    python -m coursekit run notebooks/00_gpu_check.ipynb --profile tiny -p matmul_size 256
+
+writes runs/<stem>/<SLURM_JOB_ID or timestamp>/ with the executed notebook, an HTML export and the
+notebook's metrics.json (plus a "runner" section: status, error, times, output files).
+Parameters are checked against the notebook's profile table before anything runs.
+"""
+from __future__ import annotations
+
+import ast
+import datetime as _dt
+import json
+import os
+import re
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from . import profiles, runs
+from .metrics import METRICS_FILE, write_json
+from .profiles import ParameterError
+from .timing import format_seconds
+
+ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    notebook: Path
+    html: Path | None
+    metrics: dict
+    ok: bool
+    error: str | None = None
+
+
+class JobKilled(Exception):
+    """Raised in the runner when the job is sent SIGTERM (scancel, time limit)."""
+
+
+def declared_parameters(notebook: Path) -> dict[str, dict]:
+    """The names (and papermill's inferred types/defaults) in the notebook's parameters cell."""
+    import papermill
+
+    return papermill.inspect_notebook(str(notebook))
+
+
+def _declared_type(info: dict) -> str:
+    """The type of a parameter as written in the cell: its annotation, else its default's type."""
+    if info.get("inferred_type_name") not in (None, "None"):
+        return info["inferred_type_name"]
+    try:
+        return type(ast.literal_eval(info.get("default", "None"))).__name__
+    except (ValueError, SyntaxError):
+        return "str"
+
+
+def _literal(text: str, type_name: str) -> Any:
+    """Fallback conversion for notebooks without a profile table, from the declared type."""
+    if type_name in ("int", "float", "bool"):
+        try:
+            value = ast.literal_eval(text if type_name != "bool" else text.capitalize())
+        except (ValueError, SyntaxError):
+            raise ParameterError(f"expects {type_name}, got {text!r}") from None
+        if type(value).__name__ != type_name and not (type_name == "float" and isinstance(value, int)):
+            raise ParameterError(f"expects {type_name}, got {text!r}")
+        return value
+    return text
+
+
+def check_parameters(notebook: Path, raw: list[tuple[str, str]] | dict[str, Any]) -> dict[str, Any]:
+    """Validate parameters given as strings (command line) or values; return typed values.
+
+    Refuses, with a message naming the parameter: names the notebook does not declare, values of
+    the wrong type, and `profile` (which has its own option).
+    """
+    notebook = Path(notebook)
+    items = list(raw.items()) if isinstance(raw, dict) else list(raw)
+    declared = declared_parameters(notebook)
+    if "profile" not in declared:
+        raise ParameterError(f"{notebook.name} has no `profile` in its parameters cell")
+    table = profiles.NOTEBOOKS.get(notebook.stem)
+    out: dict[str, Any] = {}
+    for name, value in items:
+        if name == "profile":
+            raise ParameterError("set the profile with --profile tiny|full, not -p profile")
+        known = list(table) if table is not None else [n for n in declared if n != "profile"]
+        if name not in known or name not in declared:
+            raise ParameterError(profiles.unknown_name_message(name, known, notebook.stem))
+        if table is not None:
+            out[name] = profiles.coerce(name, value, table[name])
+        else:
+            try:
+                out[name] = _literal(value, _declared_type(declared[name])) if isinstance(value, str) else value
+            except ParameterError as exc:
+                raise ParameterError(f"parameter {name!r} {exc}") from None
+    return out
+
+
+def export_html(executed: Path) -> Path:
+    """Export an executed notebook to HTML beside it (nbconvert)."""
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    nb = nbformat.read(str(executed), as_version=4)
+    body, _ = HTMLExporter().from_notebook_node(nb)
+    html = executed.with_suffix(".html")
+    html.write_text(body, encoding="utf-8")
+    return html
+
+
+def _now() -> str:
+    return _dt.datetime.now().astimezone().isoformat(timespec="seconds")
+
+
+def _record_outcome(run_dir: Path, notebook: Path, profile: str | None, params: dict,
+                    runner: dict) -> dict:
+    """Merge the runner's outcome into metrics.json (creating it when the notebook never did)."""
+    path = run_dir / METRICS_FILE
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        data = {"schema": 1, "notebook": notebook.stem, "profile": profile, "params": params,
+                "phases": {}, "metrics": {}, "status": "not started"}
+    if runner["status"] != "completed":
+        data["status"] = runner["status"]
+    elif data.get("status") == "running":  # the notebook forgot run.finish()
+        data["status"] = "completed"
+    data["runner"] = runner
+    write_json(path, data)
+    return data
+
+
+def run_notebook(notebook: str | Path, profile: str | None = None,
+                 parameters: list[tuple[str, str]] | dict[str, Any] | None = None, *,
+                 runs_dir: str | Path | None = None, name: str | None = None,
+                 kernel: str = "python3", html: bool = True, quiet: bool = False) -> RunResult:
+    """Execute `notebook` with papermill into a new run folder; never raises for a failing cell
+    (the result says ok=False and carries the error), raises ParameterError for bad parameters."""
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    notebook = Path(notebook)
+    if not notebook.is_file():
+        raise FileNotFoundError(f"notebook not found: {notebook}")
+    if profile is not None:
+        profiles.check_profile(profile)
+    params = check_parameters(notebook, parameters or [])
+    run_dir = runs.new_run_dir(notebook.stem, Path(runs_dir).resolve() if runs_dir else None, name)
+    out_nb = run_dir / notebook.name
+    inject = dict(params)
+    if profile is not None:
+        inject["profile"] = profile
+
+    say = (lambda *a: None) if quiet else (lambda *a: print(*a, file=sys.stderr, flush=True))
+    say(f"coursekit run: {notebook} (profile {profile or 'as in the notebook'}) -> {run_dir}")
+    env_before = os.environ.get("COURSEKIT_RUN_DIR")
+    os.environ["COURSEKIT_RUN_DIR"] = str(run_dir)  # the kernel inherits it; start_run() reads it
+
+    def on_term(signum, frame):
+        raise JobKilled(f"received signal {signum} (job cancelled or out of time)")
+
+    old_term = signal.signal(signal.SIGTERM, on_term) if _main_thread() else None
+    started, t0 = _now(), time.perf_counter()
+    status, error = "completed", None
+    try:
+        papermill.execute_notebook(
+            str(notebook), str(out_nb), parameters=inject, kernel_name=kernel,
+            progress_bar=not quiet and ({} if sys.stderr.isatty() else {"ascii": True, "ncols": 80}),
+            stdout_file=None if quiet else sys.stdout, stderr_file=None if quiet else sys.stderr,
+        )
+    except PapermillExecutionError as exc:
+        status = "failed"
+        trace = ANSI.sub("", "\n".join(exc.traceback or []))
+        error = f"cell {exc.exec_count}: {exc.ename}: {exc.evalue}"
+        say(f"\nFAILED in {error}\n{trace}")
+    except (JobKilled, KeyboardInterrupt) as exc:
+        status, error = "killed", str(exc) or "interrupted"
+        say(f"\nKILLED: {error}")
+    finally:
+        if old_term is not None:
+            signal.signal(signal.SIGTERM, old_term)
+        if env_before is None:
+            os.environ.pop("COURSEKIT_RUN_DIR", None)
+        else:
+            os.environ["COURSEKIT_RUN_DIR"] = env_before
+
+    duration = time.perf_counter() - t0
+    html_path = None
+    if html and out_nb.exists():
+        try:
+            html_path = export_html(out_nb)
+        except Exception as exc:  # an export problem must not hide the run's own outcome
+            say(f"warning: HTML export failed: {type(exc).__name__}: {exc}")
+    runner = {
+        "status": status, "error": error, "started": started, "finished": _now(),
+        "duration_s": round(duration, 3), "source": str(notebook.resolve()),
+        "output_notebook": out_nb.name, "html": html_path.name if html_path else None,
+        "parameters": inject, "kernel": kernel, "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
+    }
+    data = _record_outcome(run_dir, notebook, profile, inject, runner)
+    say(f"coursekit run: {status} in {format_seconds(duration)}; results in {run_dir}")
+    return RunResult(run_dir, out_nb, html_path, data, status == "completed", error)
+
+
+def _main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m coursekit run",
+        description="Execute a notebook with papermill into runs/<notebook>/<job id or time>/.")
+    parser.add_argument("notebook", type=Path)
+    parser.add_argument("--profile", choices=profiles.PROFILE_NAMES,
+                        help="tiny: CPU run in minutes; full: the real cluster run "
+                             "(default: the notebook's own value)")
+    parser.add_argument("-p", "--parameter", nargs=2, action="append", default=[],
+                        metavar=("NAME", "VALUE"), help="set a notebook parameter (repeatable)")
+    parser.add_argument("--runs-dir", type=Path, help="where run folders go (default: $COURSEKIT_RUNS or ./runs)")
+    parser.add_argument("--name", help="run folder name (default: $SLURM_JOB_ID or a timestamp)")
+    parser.add_argument("--kernel", default="python3", help="Jupyter kernel name (default: python3)")
+    parser.add_argument("--no-html", action="store_true", help="skip the HTML export")
+    args = parser.parse_args(argv)
+    try:
+        result = run_notebook(args.notebook, args.profile, args.parameter, runs_dir=args.runs_dir,
+                              name=args.name, kernel=args.kernel, html=not args.no_html)
+    except (ParameterError, FileNotFoundError) as exc:
+        print(f"coursekit run: error: {exc}", file=sys.stderr)
+        return 2
+    print(result.run_dir)
+    return 0 if result.ok else 1
