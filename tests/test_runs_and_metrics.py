@@ -76,3 +76,10 @@ def test_start_run_without_the_runner_makes_its_own_folder(runs_dir):
 @pytest.mark.parametrize("seconds,text", [(3.14159, "3.1 s"), (125, "2 min 05 s"), (3720, "1 h 02 min")])
 def test_format_seconds(seconds, text):
     assert format_seconds(seconds) == text
+
+
+def test_log_curve_keeps_points_for_later_plots(tmp_path, monkeypatch):
+    monkeypatch.setenv("COURSEKIT_RUN_DIR", str(tmp_path))
+    run = start_run("00_gpu_check", "tiny")
+    run.log_curve("loss", [{"step": 1, "loss": np.float64(2.5)}, {"step": 2, "loss": 2.0}])
+    assert metrics.read_metrics(tmp_path)["curves"]["loss"] == [{"step": 1, "loss": 2.5}, {"step": 2, "loss": 2.0}]

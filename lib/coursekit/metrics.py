@@ -117,6 +117,12 @@ class Run:
         self.data["metrics"].update(_jsonable(metrics))
         self.save()
 
+    def log_curve(self, name: str, points: list[dict]) -> None:
+        """Record a training curve (e.g. "loss": [{"step": 10, "loss": 2.3, "eval_loss": 2.5}, ...])
+        under "curves"; `coursekit report` and notebook 05 overlay the curves of several runs."""
+        self.data.setdefault("curves", {})[name] = _jsonable(points)
+        self.save()
+
     def set_device(self, **info: Any) -> None:
         """Add to the device description (e.g. the framework's own device string)."""
         self.data["device"].update(_jsonable(info))
