@@ -38,6 +38,13 @@ NOTEBOOKS: dict[str, dict[str, Param]] = {
                             "comma-separated frameworks to check: torch, tensorflow"),
         "require_gpu": Param(bool, False, True, "fail the notebook when no GPU is visible"),
     },
+    "05_results": {
+        "runs_dir": Param(str, "", "", "folder of run folders; empty: $COURSEKIT_RUNS or runs/ of the kit"),
+        "notebook": Param(str, "*", "*", "glob on notebook names, e.g. 02_*"),
+        "run": Param(str, "*", "*", "glob on run folder names, e.g. a sweep job id like 4711_*"),
+        "metric": Param(str, "", "", "metric to plot per run; empty: the first headline metric found"),
+        "param": Param(str, "", "", "parameter on the x axis; empty: the first parameter that differs"),
+    },
 }
 
 
