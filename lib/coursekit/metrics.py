@@ -153,7 +153,7 @@ class Run:
         return self.data
 
 
-def start_run(notebook: str, profile: str, **params: Any) -> Run:
+def start_run(notebook: str, profile: str, /, **params: Any) -> Run:
     """Resolve the notebook's parameters over its profile and open its run record.
 
     Under the runner ($COURSEKIT_RUN_DIR set) the record goes into the runner's run folder;

@@ -40,8 +40,8 @@ NOTEBOOKS: dict[str, dict[str, Param]] = {
     },
     "05_results": {
         "runs_dir": Param(str, "", "", "folder of run folders; empty: $COURSEKIT_RUNS or runs/ of the kit"),
-        "notebook": Param(str, "*", "*", "glob on notebook names, e.g. 02_*"),
-        "run": Param(str, "*", "*", "glob on run folder names, e.g. a sweep job id like 4711_*"),
+        "notebook_glob": Param(str, "*", "*", "glob on notebook names, e.g. 02_*"),
+        "run_glob": Param(str, "*", "*", "glob on run folder names, e.g. a sweep job id like 4711_*"),
         "metric": Param(str, "", "", "metric to plot per run; empty: the first headline metric found"),
         "param": Param(str, "", "", "parameter on the x axis; empty: the first parameter that differs"),
     },
@@ -104,7 +104,7 @@ def coerce(name: str, value: Any, param: Param) -> Any:
     return value
 
 
-def resolve(notebook: str, profile: str, **given: Any) -> SimpleNamespace:
+def resolve(notebook: str, profile: str, /, **given: Any) -> SimpleNamespace:
     """Merge the parameters a notebook was given over its profile's values.
 
     A given value of None means "use the profile's value". Unknown names and wrong types raise
