@@ -86,3 +86,26 @@ def test_successful_run_writes_notebook_html_and_metrics(scratch, runs_dir):
     assert "steps 2 rate 0.5 name x" in printed
     again = run_notebook(scratch, "tiny", {"steps": 2}, name="demo", quiet=True)
     assert again.run_dir.name == "demo-2", "an earlier run folder is never overwritten"
+
+
+def test_sigterm_is_recorded_as_killed_and_keeps_the_notebook(tmp_path, runs_dir):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    nb = write_notebook(tmp_path / "sleepy.ipynb", 'profile = "full"\nn = 120',
+                        "import time\nfor i in range(n):\n    print(i, flush=True)\n    time.sleep(0.5)")
+    proc = subprocess.Popen([sys.executable, "-m", "coursekit", "run", str(nb), "--name", "k"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    folder = runs_dir / "sleepy" / "k"
+    deadline = time.time() + 120
+    while not (folder / "sleepy.ipynb").exists() and time.time() < deadline:
+        time.sleep(0.5)  # papermill writes the output notebook as soon as the kernel starts
+    time.sleep(4)  # well inside the 60-second loop cell
+    proc.send_signal(signal.SIGTERM)  # what scancel and the time limit send
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1 and "KILLED: received signal 15" in err
+    data = json.loads((folder / "metrics.json").read_text())
+    assert data["status"] == "killed" and data["runner"]["duration_s"] < 60
+    assert (folder / "sleepy.html").is_file() and (folder / "sleepy.ipynb").is_file()
