@@ -9,6 +9,7 @@ COMMANDS = {
     "run": ("coursekit.runner", "execute a notebook with papermill into its own run folder"),
     "gpu": ("coursekit.gpu", "what TensorFlow / PyTorch see: GPUs, CUDA, the classic traps"),
     "report": ("coursekit.report", "compare every run: devices, phases, accuracy, BLEU (CSV + Markdown)"),
+    "slides": ("coursekit.slides", "render the Marp decks with numbers from real runs; export HTML/PDF"),
 }
 
 
