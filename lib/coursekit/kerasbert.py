@@ -1,0 +1,337 @@
+"""BERT in keras-bert: Google-format checkpoints, SentencePiece encoding, a fine-tuned classifier.
+
+    prefix = write_checkpoint(out_dir, tiny_config(vocab_size=sp.get_piece_size()))   # tiny profile
+    model = build_classifier(config_path, prefix, num_labels=9)    # keras-bert's real loader
+    encoder = SentencePieceEncoder("wiki-ja.model", seq_len=256)
+    history = fit(model, encoder, train_texts, train_labels, val_texts, val_labels, ...)
+
+`import coursekit` before this module (it is imported by it anyway): keras-bert needs Keras 2,
+which TensorFlow picks only when TF_USE_LEGACY_KERAS=1 is set before tf.keras is first touched.
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+import coursekit  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
+
+CHECKPOINT_NAME = "bert_model.ckpt"
+CONFIG_NAME = "bert_config.json"
+
+
+# ----------------------------------------------------------------------------- checkpoints
+def tiny_config(vocab_size: int, hidden_size: int = 128, num_layers: int = 2, num_heads: int = 4,
+                intermediate_size: int = 512, max_position_embeddings: int = 512) -> dict:
+    """A bert_config.json dict for a small BERT (same keys as Google's configs)."""
+    if hidden_size % num_heads:
+        raise ValueError(f"hidden_size={hidden_size} must be divisible by num_heads={num_heads}")
+    return {
+        "attention_probs_dropout_prob": 0.1, "hidden_act": "gelu", "hidden_dropout_prob": 0.1,
+        "hidden_size": hidden_size, "initializer_range": 0.02, "intermediate_size": intermediate_size,
+        "max_position_embeddings": max_position_embeddings, "num_attention_heads": num_heads,
+        "num_hidden_layers": num_layers, "type_vocab_size": 2, "vocab_size": vocab_size,
+    }
+
+
+def checkpoint_shapes(config: dict) -> dict[str, tuple[int, ...]]:
+    """Variable name -> shape of every tensor a Google BERT checkpoint holds (without optimizer slots)."""
+    h, i, v = config["hidden_size"], config["intermediate_size"], config["vocab_size"]
+    shapes: dict[str, tuple[int, ...]] = {
+        "bert/embeddings/word_embeddings": (v, h),
+        "bert/embeddings/position_embeddings": (config["max_position_embeddings"], h),
+        "bert/embeddings/token_type_embeddings": (config.get("type_vocab_size", 2), h),
+        "bert/embeddings/LayerNorm/gamma": (h,),
+        "bert/embeddings/LayerNorm/beta": (h,),
+    }
+    for n in range(config["num_hidden_layers"]):
+        p = f"bert/encoder/layer_{n}"
+        for part in ("query", "key", "value"):
+            shapes[f"{p}/attention/self/{part}/kernel"] = (h, h)
+            shapes[f"{p}/attention/self/{part}/bias"] = (h,)
+        shapes.update({
+            f"{p}/attention/output/dense/kernel": (h, h), f"{p}/attention/output/dense/bias": (h,),
+            f"{p}/attention/output/LayerNorm/gamma": (h,), f"{p}/attention/output/LayerNorm/beta": (h,),
+            f"{p}/intermediate/dense/kernel": (h, i), f"{p}/intermediate/dense/bias": (i,),
+            f"{p}/output/dense/kernel": (i, h), f"{p}/output/dense/bias": (h,),
+            f"{p}/output/LayerNorm/gamma": (h,), f"{p}/output/LayerNorm/beta": (h,),
+        })
+    shapes.update({
+        "bert/pooler/dense/kernel": (h, h), "bert/pooler/dense/bias": (h,),
+        "cls/predictions/transform/dense/kernel": (h, h), "cls/predictions/transform/dense/bias": (h,),
+        "cls/predictions/transform/LayerNorm/gamma": (h,), "cls/predictions/transform/LayerNorm/beta": (h,),
+        "cls/predictions/output_bias": (v,),
+        "cls/seq_relationship/output_weights": (2, h), "cls/seq_relationship/output_bias": (2,),
+    })
+    return shapes
+
+
+def _initial_value(name: str, shape: tuple[int, ...], rng: np.random.Generator, std: float) -> np.ndarray:
+    if name.endswith("gamma"):
+        return np.ones(shape, np.float32)
+    if name.endswith(("beta", "bias")):
+        return np.zeros(shape, np.float32)
+    # BERT's initializer: normal(0, std) truncated at two standard deviations
+    return np.clip(rng.normal(0.0, std, shape), -2 * std, 2 * std).astype(np.float32)
+
+
+def write_checkpoint(out_dir: str | Path, bert_config: dict,
+                     weights: dict[str, np.ndarray] | None = None, seed: int = 0) -> Path:
+    """Write a TF1 BERT checkpoint in Google's format (`bert_model.ckpt.*`) and `bert_config.json`
+    into `out_dir`; return the checkpoint prefix `out_dir/bert_model.ckpt` (what
+    `load_trained_model_from_checkpoint` takes; the config is `prefix.parent / "bert_config.json"`).
+
+    `weights` maps Google variable names (see `checkpoint_shapes`) to arrays; names not given are
+    random-initialised like BERT (normal, std `initializer_range`; LayerNorm 1/0; biases 0).
+    An unknown name or a wrong shape raises ValueError naming it.
+    """
+    import tensorflow as tf
+
+    shapes = checkpoint_shapes(bert_config)
+    weights = dict(weights or {})
+    unknown = sorted(set(weights) - set(shapes))
+    if unknown:
+        raise ValueError(f"unknown BERT checkpoint variable(s): {', '.join(unknown[:5])}"
+                         f"{' ...' if len(unknown) > 5 else ''}; expected names like "
+                         "'bert/encoder/layer_0/attention/self/query/kernel'")
+    for name, value in weights.items():
+        if tuple(np.shape(value)) != shapes[name]:
+            raise ValueError(f"{name}: shape {tuple(np.shape(value))} does not match the config, "
+                             f"expected {shapes[name]}")
+    rng = np.random.default_rng(seed)
+    std = float(bert_config.get("initializer_range", 0.02))
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    prefix = out / CHECKPOINT_NAME
+    graph = tf.Graph()
+    with graph.as_default():
+        variables = []
+        for name, shape in shapes.items():
+            value = weights.get(name)
+            value = _initial_value(name, shape, rng, std) if value is None else np.asarray(value, np.float32)
+            variables.append(tf.compat.v1.Variable(value, name=name, dtype=tf.float32))
+        saver = tf.compat.v1.train.Saver(variables)
+        with tf.compat.v1.Session(graph=graph) as sess:
+            sess.run(tf.compat.v1.global_variables_initializer())
+            saver.save(sess, str(prefix), write_meta_graph=False)
+    (out / CONFIG_NAME).write_text(json.dumps(bert_config, indent=2) + "\n", encoding="utf-8")
+    return prefix
+
+
+def read_checkpoint(prefix: str | Path) -> dict[str, np.ndarray]:
+    """Every variable of a checkpoint as numpy arrays (optimizer slots included when present)."""
+    import tensorflow as tf
+
+    reader = tf.train.load_checkpoint(str(prefix))
+    return {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()}
+
+
+def check_pretrained_files(config_path: str | Path, checkpoint: str | Path,
+                           spm_model: str | Path | None = None, *, hint: str = "") -> None:
+    """Raise FileNotFoundError saying what to download and where, when a model file is missing."""
+    missing = []
+    if not Path(config_path).is_file():
+        missing.append(f"BERT config: {config_path}")
+    if not Path(f"{checkpoint}.index").is_file():
+        missing.append(f"checkpoint: {checkpoint}.index and {checkpoint}.data-*")
+    if spm_model is not None and not Path(spm_model).is_file():
+        missing.append(f"SentencePiece model: {spm_model}")
+    if missing:
+        raise FileNotFoundError("pre-trained BERT files not found:\n  " + "\n  ".join(missing) +
+                                (f"\n{hint}" if hint else ""))
+
+
+# ----------------------------------------------------------------------------- tokenization
+class SentencePieceEncoder:
+    """Texts -> keras-bert inputs ([CLS] pieces [SEP]), padded to the longest text of each batch.
+
+    Padding uses id 0 because keras-bert masks token id 0 in attention (our SentencePiece models
+    have <pad> at 0). Lengths are rounded up to a multiple of `multiple` so TensorFlow sees a few
+    shapes only (each new shape costs a retrace).
+    """
+
+    def __init__(self, model_path: str | Path, seq_len: int, multiple: int = 16):
+        from .spm import load
+
+        self.sp = load(model_path)
+        self.seq_len = int(seq_len)
+        self.multiple = int(multiple)
+        self.cls_id = self._special("[CLS]", "<s>")
+        self.sep_id = self._special("[SEP]", "</s>")
+
+    def _special(self, piece: str, fallback: str) -> int:
+        for name in (piece, fallback):
+            pid = self.sp.piece_to_id(name)
+            if pid != self.sp.unk_id() or name == self.sp.id_to_piece(self.sp.unk_id()):
+                return pid
+        raise ValueError(f"SentencePiece model has neither {piece} nor {fallback}")
+
+    def ids(self, texts: Sequence[str]) -> list[list[int]]:
+        """[CLS] + pieces + [SEP], truncated to seq_len (one SentencePiece call for the batch)."""
+        pieces = self.sp.encode(list(texts))
+        keep = self.seq_len - 2
+        return [[self.cls_id, *p[:keep], self.sep_id] for p in pieces]
+
+    def encode(self, texts: Sequence[str]) -> list[np.ndarray]:
+        """[token_ids, segment_ids], both int32 (batch, length) with length = longest in the batch."""
+        rows = self.ids(texts)
+        longest = max(len(r) for r in rows)
+        length = min(self.seq_len, math.ceil(longest / self.multiple) * self.multiple)
+        tokens = np.zeros((len(rows), length), np.int32)
+        for k, row in enumerate(rows):
+            tokens[k, :len(row)] = row
+        return [tokens, np.zeros_like(tokens)]
+
+
+def batches(encoder: SentencePieceEncoder, texts: Sequence[str], labels=None, batch_size: int = 32,
+            shuffle: bool = False, seed: int = 0):
+    """A keras Sequence of encoded batches (padded per batch); reshuffled each epoch when asked."""
+    import tensorflow as tf
+
+    class _Batches(tf.keras.utils.Sequence):
+        def __init__(self):
+            self.order = np.arange(len(texts))
+            self.rng = np.random.default_rng(seed)
+            if shuffle:
+                self.rng.shuffle(self.order)
+
+        def __len__(self):
+            return math.ceil(len(texts) / batch_size)
+
+        def __getitem__(self, k):
+            idx = self.order[k * batch_size:(k + 1) * batch_size]
+            x = encoder.encode([texts[i] for i in idx])
+            if labels is None:
+                return (x,)
+            return x, np.asarray([labels[i] for i in idx], np.int32)
+
+        def on_epoch_end(self):
+            if shuffle:
+                self.rng.shuffle(self.order)
+
+    return _Batches()
+
+
+# ----------------------------------------------------------------------------- model
+def warmup_schedule(learning_rate: float, total_steps: int, warmup_steps: int):
+    """Linear warm-up to `learning_rate`, then linear decay to 0 (BERT's schedule)."""
+    return __getattr__("WarmupLinearDecay")(learning_rate, total_steps, warmup_steps)
+
+
+def _schedule_class():
+    import tensorflow as tf
+
+    class WarmupLinearDecay(tf.keras.optimizers.schedules.LearningRateSchedule):
+        """BERT's learning rate: linear warm-up, then linear decay to zero. A plain Keras schedule,
+        used with the stock Adam (keras-bert's AdamWarmup is broken on TensorFlow >= 2.11)."""
+
+        def __init__(self, learning_rate, total_steps, warmup_steps):
+            self.learning_rate = float(learning_rate)
+            self.total_steps = max(1, int(total_steps))
+            self.warmup_steps = max(0, int(warmup_steps))
+
+        def __call__(self, step):
+            step = tf.cast(step, tf.float32) + 1.0
+            warm = step / max(1, self.warmup_steps)
+            decay = (self.total_steps - step) / max(1, self.total_steps - self.warmup_steps)
+            factor = tf.where(step <= self.warmup_steps, warm, tf.maximum(decay, 0.0))
+            return self.learning_rate * factor
+
+        def get_config(self):
+            return {"learning_rate": self.learning_rate, "total_steps": self.total_steps,
+                    "warmup_steps": self.warmup_steps}
+
+    return WarmupLinearDecay
+
+
+def __getattr__(name):  # WarmupLinearDecay is built on first use, so importing this module stays light
+    if name == "WarmupLinearDecay":
+        cls = _schedule_class()
+        globals()[name] = cls
+        return cls
+    raise AttributeError(name)
+
+
+def warmup_adam(learning_rate: float, total_steps: int, warmup_proportion: float = 0.1):
+    """Adam with BERT's warm-up + linear decay schedule (saves and reloads with the model)."""
+    import tensorflow as tf
+
+    warmup = int(total_steps * warmup_proportion)
+    return tf.keras.optimizers.Adam(warmup_schedule(learning_rate, total_steps, warmup))
+
+
+def custom_objects() -> dict:
+    """What `keras.models.load_model` needs for a saved classifier: keras-bert's layers + our schedule."""
+    from keras_bert import get_custom_objects
+
+    objects = get_custom_objects()
+    objects["WarmupLinearDecay"] = __getattr__("WarmupLinearDecay")
+    return objects
+
+
+def build_classifier(config_path: str | Path, checkpoint: str | Path, num_labels: int,
+                     dropout: float = 0.1, seq_len: int | None = None):
+    """A BERT loaded with keras-bert's `load_trained_model_from_checkpoint` (Google TF1 format),
+    with a softmax classification head on the [CLS] vector. Not compiled (see `compile_classifier`).
+    `seq_len=None` accepts any length up to the config's max_position_embeddings."""
+    import tensorflow as tf
+    from keras_bert import load_trained_model_from_checkpoint
+    from keras_bert.layers import Extract
+
+    check_pretrained_files(config_path, checkpoint)
+    bert = load_trained_model_from_checkpoint(str(config_path), str(checkpoint), training=False,
+                                              trainable=True, seq_len=seq_len)
+    cls = Extract(index=0, name="CLS")(bert.output)
+    cls = tf.keras.layers.Dropout(dropout, name="Classifier-Dropout")(cls)
+    out = tf.keras.layers.Dense(num_labels, activation="softmax", name="Classifier")(cls)
+    return tf.keras.models.Model(bert.inputs, out)
+
+
+def compile_classifier(model, learning_rate: float, total_steps: int, warmup_proportion: float = 0.1):
+    model.compile(optimizer=warmup_adam(learning_rate, total_steps, warmup_proportion),
+                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model
+
+
+def fit(model, encoder: SentencePieceEncoder, train_texts, train_labels, val_texts, val_labels, *,
+        epochs: int, batch_size: int, learning_rate: float, patience: int = 1,
+        warmup_proportion: float = 0.1, seed: int = 0, verbose: int = 2, callbacks=()):
+    """Fine-tune end to end with warm-up, early stopping on validation accuracy, best weights kept.
+    Returns the Keras History (history.history has loss/accuracy/val_loss/val_accuracy per epoch)."""
+    import tensorflow as tf
+
+    tf.keras.utils.set_random_seed(seed)
+    train = batches(encoder, train_texts, train_labels, batch_size, shuffle=True, seed=seed)
+    val = batches(encoder, val_texts, val_labels, batch_size)
+    compile_classifier(model, learning_rate, len(train) * epochs, warmup_proportion)
+    stop = tf.keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max", patience=patience,
+                                            restore_best_weights=True)
+    return model.fit(train, validation_data=val, epochs=epochs, callbacks=[stop, *callbacks],
+                     verbose=verbose)
+
+
+def predict_proba(model, encoder: SentencePieceEncoder, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+    """Class probabilities (n_texts, n_labels), batched and padded per batch."""
+    out = [model.predict_on_batch(encoder.encode(texts[k:k + batch_size]))
+           for k in range(0, len(texts), batch_size)]
+    return np.concatenate(out) if out else np.zeros((0, model.output_shape[-1]), np.float32)
+
+
+def save(model, path: str | Path) -> Path:
+    """Save the fine-tuned classifier (.h5: weights, architecture and optimizer state)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    model.save(str(path))
+    return path
+
+
+def load(path: str | Path):
+    """Reload a classifier saved by `save` (keras-bert's custom layers and our schedule registered)."""
+    import tensorflow as tf
+
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"saved model not found: {path}")
+    return tf.keras.models.load_model(str(path), custom_objects=custom_objects())
