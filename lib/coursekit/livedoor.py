@@ -1,0 +1,360 @@
+"""The livedoor news corpus (ldcc-20140209): download, load, verify, split, report.
+
+    text_dir = livedoor.locate(data_dir="", cache_dir="~/.cache/coursekit")  # downloads when needed
+    corpus = livedoor.load_corpus(text_dir, max_chars=510)
+    print(corpus.summary())                        # counts per genre, what differs from the release
+    train, val, test = livedoor.split(corpus, val_fraction=0.1, test_fraction=0.1, seed=0)
+
+On disk: text/<category>/<category>-<id>.txt, 9 categories, 7,367 articles; a LICENSE.txt in every
+category and README.txt / CHANGES.txt at the top are not articles. Each article: line 1 URL, line 2
+timestamp, line 3 title, then the body. Text = title + body (lines 1-2 dropped), capped at max_chars.
+"""
+from __future__ import annotations
+
+import random
+import tarfile
+import urllib.request
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+URL = "https://www.rondhuit.com/download/ldcc-20140209.tar.gz"
+ARCHIVE = "ldcc-20140209.tar.gz"
+# The release's article counts per category (sum 7,367).
+EXPECTED_COUNTS = {
+    "dokujo-tsushin": 870, "it-life-hack": 870, "kaden-channel": 864, "livedoor-homme": 511,
+    "movie-enter": 870, "peachy": 842, "smax": 870, "sports-watch": 900, "topic-news": 770,
+}
+CATEGORIES = tuple(sorted(EXPECTED_COUNTS))
+NOT_ARTICLES = {"LICENSE.txt", "README.txt", "CHANGES.txt"}
+# Japanese names for plots and tables.
+JAPANESE_NAMES = {
+    "dokujo-tsushin": "独女通信", "it-life-hack": "ITライフハック", "kaden-channel": "家電チャンネル",
+    "livedoor-homme": "ライブドアHOMME", "movie-enter": "映画エンタメ", "peachy": "Peachy(女性)",
+    "smax": "エスマックス(スマホ)", "sports-watch": "スポーツ", "topic-news": "トピックニュース",
+}
+DOWNLOAD_HINT = (f"download {URL} and unpack it (tar xzf {ARCHIVE}), then pass the unpacked text/ "
+                 "folder as data_dir, or leave data_dir empty to let the kit download it")
+
+
+class CorpusError(ValueError):
+    """The corpus folder is missing or holds no usable article."""
+
+
+@dataclass
+class Corpus:
+    texts: list[str]
+    labels: list[int]                 # index into label_names
+    label_names: list[str]            # category folder names, sorted
+    paths: list[str]
+    problems: Counter = field(default_factory=Counter)    # kind of skipped file -> count
+    examples: dict = field(default_factory=dict)          # kind -> first few paths
+    differences: list[str] = field(default_factory=list)  # how the counts differ from the release
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def counts(self) -> dict[str, int]:
+        c = Counter(self.labels)
+        return {name: c[i] for i, name in enumerate(self.label_names)}
+
+    def subset(self, index) -> "Corpus":
+        index = list(index)
+        return Corpus([self.texts[i] for i in index], [self.labels[i] for i in index],
+                      self.label_names, [self.paths[i] for i in index])
+
+    def summary(self) -> str:
+        lines = [f"{len(self)} articles in {len(self.label_names)} categories"]
+        lines += [f"  {name:<16} {n:>5}" for name, n in self.counts().items()]
+        for kind, n in sorted(self.problems.items()):
+            lines.append(f"  skipped {n} file(s): {kind} (e.g. {', '.join(self.examples[kind][:2])})")
+        lines += [f"  differs from the release: {d}" for d in self.differences]
+        return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- getting the data
+def _progress_hook(bar):
+    def hook(blocks, block_size, total):
+        if total > 0 and bar.total != total:
+            bar.total = total
+        bar.update(blocks * block_size - bar.n)
+    return hook
+
+
+def download(cache_dir: str | Path, url: str = URL) -> Path:
+    """Download the tarball into cache_dir once (progress bar); return its path."""
+    from tqdm.auto import tqdm
+
+    cache = Path(cache_dir).expanduser()
+    cache.mkdir(parents=True, exist_ok=True)
+    target = cache / Path(url).name
+    if target.is_file() and target.stat().st_size > 0:
+        return target
+    partial = target.with_name(target.name + ".part")
+    try:
+        with tqdm(unit="B", unit_scale=True, desc=f"download {target.name}") as bar:
+            urllib.request.urlretrieve(url, partial, reporthook=_progress_hook(bar))
+    except OSError as err:
+        raise CorpusError(f"could not download {url}: {err}\n{DOWNLOAD_HINT}") from err
+    partial.replace(target)
+    return target
+
+
+def extract(archive: str | Path, dest: str | Path) -> Path:
+    """Unpack the tarball safely (no absolute paths, no '..', no links out); return dest/text."""
+    dest = Path(dest).expanduser().resolve()
+    dest.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(archive) as tar:
+        members = tar.getmembers()
+        for m in members:
+            target = (dest / m.name).resolve()
+            if not target.is_relative_to(dest) or m.issym() or m.islnk() or m.isdev():
+                raise CorpusError(f"refusing to extract {m.name!r} from {archive}: "
+                                  "it would write outside the target folder or is a link/device")
+        tar.extractall(dest, members=members, filter="data")
+    return dest / "text"
+
+
+def locate(data_dir: str | Path = "", cache_dir: str | Path = "~/.cache/coursekit/livedoor") -> Path:
+    """The corpus's text/ folder: data_dir when given (the text/ folder or its parent), else the
+    download cache (downloaded and unpacked on first use)."""
+    if data_dir:
+        path = Path(data_dir).expanduser()
+        if (path / "text").is_dir() and not any(path.glob("*/*.txt")):
+            path = path / "text"
+        if not path.is_dir():
+            raise CorpusError(f"livedoor corpus folder not found: {path}\n{DOWNLOAD_HINT}")
+        return path
+    cache = Path(cache_dir).expanduser()
+    text = cache / "text"
+    if not (text.is_dir() and any(text.iterdir())):
+        text = extract(download(cache), cache)
+    return text
+
+
+# ----------------------------------------------------------------------------- reading
+def read_article(path: Path, max_chars: int = 510) -> tuple[str | None, str | None]:
+    """(text, None) for a good article, (None, problem) for one to skip: title + body, lines 1-2 dropped."""
+    raw = path.read_bytes()
+    if not raw.strip():
+        return None, "empty file"
+    try:
+        content = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return None, "not UTF-8"
+    lines = [ln.strip() for ln in content.splitlines()]
+    if len(lines) < 3:
+        return None, "fewer than 3 lines (URL, date, title)"
+    text = "\n".join(ln for ln in lines[2:] if ln)
+    if not text:
+        return None, "no title or body"
+    return (text[:max_chars] if max_chars and max_chars > 0 else text), None
+
+
+def load_corpus(data_dir: str | Path, max_chars: int = 510, categories=None) -> Corpus:
+    """Read every article under data_dir (text/<category>/*.txt), skipping LICENSE/README/CHANGES.
+
+    Bad files are counted in `problems` (with examples), never fatal; counts are compared with the
+    release (`differences`). A missing folder or no article at all raises CorpusError."""
+    from tqdm.auto import tqdm
+
+    root = Path(data_dir).expanduser()
+    if not root.is_dir():
+        raise CorpusError(f"livedoor corpus folder not found: {root}\n{DOWNLOAD_HINT}")
+    folders = sorted(p for p in root.iterdir() if p.is_dir() and any(p.glob("*.txt")))
+    if categories is not None:
+        folders = [p for p in folders if p.name in set(categories)]
+    if not folders:
+        raise CorpusError(f"no category folders with .txt files in {root} (expected text/<category>/"
+                          f"<category>-<id>.txt, e.g. {root}/sports-watch/)\n{DOWNLOAD_HINT}")
+    label_names = [p.name for p in folders]
+    corpus = Corpus([], [], label_names, [])
+    files = [(k, f) for k, folder in enumerate(folders) for f in sorted(folder.glob("*.txt"))
+             if f.name not in NOT_ARTICLES]
+    for label, path in tqdm(files, desc="read articles", mininterval=1.0):
+        text, problem = read_article(path, max_chars)
+        if problem:
+            corpus.problems[problem] += 1
+            corpus.examples.setdefault(problem, []).append(str(path))
+            continue
+        corpus.texts.append(text)
+        corpus.labels.append(label)
+        corpus.paths.append(str(path))
+    if not corpus.texts:
+        raise CorpusError(f"no readable article in {root}: {dict(corpus.problems)}")
+    corpus.differences = compare_counts(corpus.counts(), categories)
+    return corpus
+
+
+def compare_counts(counts: dict[str, int], categories=None) -> list[str]:
+    """What differs from the release's 9 categories / 7,367 articles, one sentence each."""
+    expected = {c: n for c, n in EXPECTED_COUNTS.items() if categories is None or c in set(categories)}
+    out = [f"missing category {c!r} (expected {n} articles)" for c, n in expected.items() if c not in counts]
+    out += [f"unknown category {c!r} ({n} articles)" for c, n in counts.items() if c not in expected]
+    out += [f"{c}: {counts[c]} articles, the release has {n}" for c, n in expected.items()
+            if c in counts and counts[c] != n]
+    return out
+
+
+# ----------------------------------------------------------------------------- subsets and splits
+def balanced_subset(corpus: Corpus, per_category: int, seed: int = 0) -> Corpus:
+    """At most per_category articles of each category (random, reproducible); 0 keeps everything."""
+    if per_category <= 0:
+        return corpus
+    rng = random.Random(seed)
+    keep: list[int] = []
+    for label in range(len(corpus.label_names)):
+        idx = [i for i, y in enumerate(corpus.labels) if y == label]
+        keep += sorted(rng.sample(idx, min(per_category, len(idx))))
+    sub = corpus.subset(sorted(keep))
+    sub.problems, sub.examples, sub.differences = corpus.problems, corpus.examples, corpus.differences
+    return sub
+
+
+def split(corpus: Corpus, val_fraction: float = 0.1, test_fraction: float = 0.1, seed: int = 0):
+    """Stratified train / validation / test corpora (same seed, same split on every machine)."""
+    from sklearn.model_selection import train_test_split
+
+    if not (0 < val_fraction < 1 and 0 < test_fraction < 1 and val_fraction + test_fraction < 1):
+        raise ValueError(f"val_fraction={val_fraction} and test_fraction={test_fraction} must be in "
+                         "(0, 1) with a sum below 1")
+    counts = Counter(corpus.labels)
+    small = [corpus.label_names[k] for k, n in counts.items() if n < 3]
+    if small:
+        raise CorpusError(f"too few articles to split in category {', '.join(small)} (need 3 or more)")
+    index = list(range(len(corpus)))
+    rest, test = train_test_split(index, test_size=test_fraction, random_state=seed,
+                                  stratify=corpus.labels)
+    rest_labels = [corpus.labels[i] for i in rest]
+    train, val = train_test_split(rest, test_size=val_fraction / (1 - test_fraction),
+                                  random_state=seed, stratify=rest_labels)
+    return corpus.subset(sorted(train)), corpus.subset(sorted(val)), corpus.subset(sorted(test))
+
+
+# ----------------------------------------------------------------------------- report
+def evaluate(y_true, y_pred, label_names) -> dict:
+    """Accuracy, macro F1, per-genre report and confusion matrix (the same for BERT and baseline)."""
+    from sklearn.metrics import accuracy_score, classification_report, confusion_matrix, f1_score
+
+    labels = list(range(len(label_names)))
+    return {
+        "accuracy": float(accuracy_score(y_true, y_pred)),
+        "macro_f1": float(f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)),
+        "report": classification_report(y_true, y_pred, labels=labels, target_names=list(label_names),
+                                        output_dict=True, zero_division=0),
+        "confusion": confusion_matrix(y_true, y_pred, labels=labels).tolist(),
+    }
+
+
+def report_table(result: dict, label_names):
+    """The per-genre report as a pandas DataFrame (precision, recall, f1, support)."""
+    import pandas as pd
+
+    rows = {JAPANESE_NAMES.get(n, n): result["report"][n] for n in label_names}
+    return pd.DataFrame(rows).T.round(3)
+
+
+def misclassified(texts, y_true, y_pred, label_names, n: int = 5, chars: int = 80):
+    """A few wrong predictions as a DataFrame: true genre, predicted genre, start of the text."""
+    import pandas as pd
+
+    rows = [{"正解": JAPANESE_NAMES.get(label_names[t], label_names[t]),
+             "予測": JAPANESE_NAMES.get(label_names[p], label_names[p]),
+             "本文(冒頭)": texts[i][:chars].replace("\n", " ")}
+            for i, (t, p) in enumerate(zip(y_true, y_pred)) if t != p]
+    return pd.DataFrame(rows[:n])
+
+
+# ----------------------------------------------------------------------------- plots
+def plot_corpus(corpus: Corpus):
+    """Articles per genre and the distribution of text lengths (characters, before the cap)."""
+    import matplotlib.pyplot as plt
+
+    fig, (a, b) = plt.subplots(1, 2, figsize=(12, 4))
+    counts = corpus.counts()
+    a.barh([JAPANESE_NAMES.get(c, c) for c in counts], list(counts.values()), color="tab:blue")
+    a.invert_yaxis()
+    a.set_xlabel("記事数")
+    a.set_title("ジャンルごとの記事数")
+    b.hist([len(t) for t in corpus.texts], bins=40, color="tab:orange")
+    b.set_xlabel("文字数(タイトル + 本文、上限で切り詰め後)")
+    b.set_ylabel("記事数")
+    b.set_title("記事の長さの分布")
+    fig.tight_layout()
+    return fig
+
+
+def plot_curves(history: dict):
+    """Loss and accuracy per epoch, training vs validation."""
+    import matplotlib.pyplot as plt
+
+    epochs = range(1, len(history["loss"]) + 1)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for ax, key, title in ((axes[0], "loss", "損失"), (axes[1], "accuracy", "正解率")):
+        ax.plot(epochs, history[key], "o-", label="学習")
+        ax.plot(epochs, history[f"val_{key}"], "s-", label="検証")
+        ax.set_xlabel("エポック")
+        ax.set_title(title)
+        ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def plot_confusion(confusion, label_names, title: str):
+    """Confusion matrix with Japanese genre names (call plots.use_japanese_font() first)."""
+    import matplotlib.pyplot as plt
+    from sklearn.metrics import ConfusionMatrixDisplay
+    import numpy as np
+
+    names = [JAPANESE_NAMES.get(n, n) for n in label_names]
+    fig, ax = plt.subplots(figsize=(8, 7))
+    ConfusionMatrixDisplay(np.asarray(confusion), display_labels=names).plot(
+        ax=ax, xticks_rotation=60, colorbar=False, cmap="Blues")
+    ax.set_xlabel("予測したジャンル")
+    ax.set_ylabel("正解のジャンル")
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+# ----------------------------------------------------------------------------- a corpus for tests
+_GENRE_WORDS = {
+    "dokujo-tsushin": "独身 女性 結婚 恋愛 婚活 彼氏 アラサー 職場 女子会 合コン",
+    "it-life-hack": "パソコン ソフト クラウド セキュリティ アプリ ネット 仕事術 データ 無料 便利",
+    "kaden-channel": "家電 テレビ 掃除機 冷蔵庫 エアコン 新製品 メーカー 省エネ 電池 カメラ",
+    "livedoor-homme": "男性 ビジネス 転職 年収 スーツ 時計 キャリア 上司 出世 趣味",
+    "movie-enter": "映画 監督 公開 主演 俳優 試写会 興行 作品 シリーズ 上映",
+    "peachy": "美容 ファッション コスメ スイーツ ダイエット 占い レシピ 女子 カフェ 恋",
+    "smax": "スマートフォン アンドロイド 端末 ドコモ 発売 機種 通信 アップデート 画面 SIM",
+    "sports-watch": "野球 サッカー 選手 監督 試合 優勝 代表 ゴール 投手 五輪",
+    "topic-news": "事件 政治 ネット 話題 批判 報道 騒動 発言 芸能 社会",
+}
+_COMMON_WORDS = "今回 記事 話題 人気 注目 日本 最新 情報 紹介 多く 問題 場合 可能 時間 今年".split()
+
+
+def write_sample_corpus(root: str | Path, per_category: int = 12, seed: int = 0,
+                        categories=CATEGORIES, body_sentences: int = 6) -> Path:
+    """Write a generated corpus in the release's exact layout (root/text/<category>/<category>-<id>.txt,
+    LICENSE.txt per category, README.txt and CHANGES.txt at the top); return root/text.
+    Each genre draws from its own words plus shared ones, so a classifier can learn it."""
+    rng = random.Random(seed)
+    text_dir = Path(root) / "text"
+    text_dir.mkdir(parents=True, exist_ok=True)
+    (text_dir / "README.txt").write_text("generated livedoor-format corpus for tests\n", encoding="utf-8")
+    (text_dir / "CHANGES.txt").write_text("none\n", encoding="utf-8")
+    for category in categories:
+        folder = text_dir / category
+        folder.mkdir(exist_ok=True)
+        (folder / "LICENSE.txt").write_text("CC BY-ND 2.1 JP (generated sample)\n", encoding="utf-8")
+        words = _GENRE_WORDS.get(category, category).split()
+        for k in range(per_category):
+            def sentence():
+                picked = rng.sample(words, 3) + rng.sample(_COMMON_WORDS, 2)
+                rng.shuffle(picked)
+                return "の".join(picked) + "について。"
+            title = f"【{rng.choice(words)}】{sentence()}"
+            body = "\n".join(sentence() for _ in range(body_sentences))
+            article = (f"http://news.livedoor.com/article/detail/{1000000 + k}/\n"
+                       f"2012-0{1 + k % 9}-1{k % 10}T12:00:00+0900\n{title}\n{body}\n")
+            (folder / f"{category}-{1000000 + k}.txt").write_text(article, encoding="utf-8")
+    return text_dir
