@@ -129,6 +129,11 @@ def read_checkpoint(prefix: str | Path) -> dict[str, np.ndarray]:
     return {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()}
 
 
+def read_config(path: str | Path) -> dict:
+    """A bert_config.json as a dict."""
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
 def check_pretrained_files(config_path: str | Path, checkpoint: str | Path,
                            spm_model: str | Path | None = None, *, hint: str = "") -> None:
     """Raise FileNotFoundError saying what to download and where, when a model file is missing."""
@@ -142,6 +147,41 @@ def check_pretrained_files(config_path: str | Path, checkpoint: str | Path,
     if missing:
         raise FileNotFoundError("pre-trained BERT files not found:\n  " + "\n  ".join(missing) +
                                 (f"\n{hint}" if hint else ""))
+
+
+PRETRAINED_HINT = (
+    "The full profile uses the SentencePiece + BERT Japanese Wikipedia model of yoheikikuta/bert-japanese:\n"
+    "  download wiki-ja.model, model.ckpt-1400000.index, model.ckpt-1400000.meta,\n"
+    "  model.ckpt-1400000.data-00000-of-00001 and bert_config.json from the Google Drive folder\n"
+    "  linked in https://github.com/yoheikikuta/bert-japanese (README, 'Pretrained models') into\n"
+    "  models/bert-japanese/ of the kit, or pass -p bert_config PATH -p bert_checkpoint PREFIX\n"
+    "  -p spm_model PATH. Or run the tiny profile, which writes its own small BERT.")
+
+
+def prepare_model(out_dir: str | Path, train_texts: Sequence[str], *, bert_config: str = "",
+                  bert_checkpoint: str = "", spm_model: str = "", vocab_size: int = 4000,
+                  seq_len: int = 128, seed: int = 0) -> dict:
+    """The three files a fine-tuning needs: {"config", "checkpoint", "spm_model", "pretrained"}.
+
+    Given paths (full profile): checked, with PRETRAINED_HINT when one is missing. Empty paths
+    (tiny profile): a SentencePiece model trained on `train_texts` and a tiny random BERT written
+    in Google's checkpoint format into out_dir, so the same keras-bert loader reads it."""
+    from .spm import train_sentencepiece, load as load_spm
+
+    given = [bool(bert_config), bool(bert_checkpoint), bool(spm_model)]
+    if any(given) and not all(given):
+        raise ValueError("give all three of bert_config, bert_checkpoint and spm_model, or none "
+                         "(none: a tiny BERT is written for this run)")
+    if all(given):
+        check_pretrained_files(bert_config, bert_checkpoint, spm_model, hint=PRETRAINED_HINT)
+        return {"config": Path(bert_config), "checkpoint": Path(bert_checkpoint),
+                "spm_model": Path(spm_model), "pretrained": True}
+    out = Path(out_dir)
+    spm_path = train_sentencepiece(train_texts, out / "spiece", vocab_size=vocab_size)
+    config = tiny_config(vocab_size=load_spm(spm_path).get_piece_size(),
+                         max_position_embeddings=max(seq_len, 16))
+    prefix = write_checkpoint(out, config, seed=seed)
+    return {"config": out / CONFIG_NAME, "checkpoint": prefix, "spm_model": spm_path, "pretrained": False}
 
 
 # ----------------------------------------------------------------------------- tokenization
@@ -175,9 +215,8 @@ class SentencePieceEncoder:
         keep = self.seq_len - 2
         return [[self.cls_id, *p[:keep], self.sep_id] for p in pieces]
 
-    def encode(self, texts: Sequence[str]) -> list[np.ndarray]:
-        """[token_ids, segment_ids], both int32 (batch, length) with length = longest in the batch."""
-        rows = self.ids(texts)
+    def pad(self, rows: Sequence[Sequence[int]]) -> list[np.ndarray]:
+        """[token_ids, segment_ids], both int32 (batch, length), length = longest row rounded up."""
         longest = max(len(r) for r in rows)
         length = min(self.seq_len, math.ceil(longest / self.multiple) * self.multiple)
         tokens = np.zeros((len(rows), length), np.int32)
@@ -185,25 +224,31 @@ class SentencePieceEncoder:
             tokens[k, :len(row)] = row
         return [tokens, np.zeros_like(tokens)]
 
+    def encode(self, texts: Sequence[str]) -> list[np.ndarray]:
+        """Texts straight to padded model inputs (one batch)."""
+        return self.pad(self.ids(texts))
 
-def batches(encoder: SentencePieceEncoder, texts: Sequence[str], labels=None, batch_size: int = 32,
-            shuffle: bool = False, seed: int = 0):
-    """A keras Sequence of encoded batches (padded per batch); reshuffled each epoch when asked."""
+
+def batches(encoder: SentencePieceEncoder, rows: Sequence[Sequence[int]], labels=None,
+            batch_size: int = 32, shuffle: bool = False, seed: int = 0):
+    """A keras Sequence over token-id rows (from `encoder.ids`), each batch padded to its own
+    longest row; reshuffled every epoch when `shuffle`."""
     import tensorflow as tf
 
     class _Batches(tf.keras.utils.Sequence):
         def __init__(self):
-            self.order = np.arange(len(texts))
+            super().__init__()
+            self.order = np.arange(len(rows))
             self.rng = np.random.default_rng(seed)
             if shuffle:
                 self.rng.shuffle(self.order)
 
         def __len__(self):
-            return math.ceil(len(texts) / batch_size)
+            return math.ceil(len(rows) / batch_size)
 
         def __getitem__(self, k):
             idx = self.order[k * batch_size:(k + 1) * batch_size]
-            x = encoder.encode([texts[i] for i in idx])
+            x = encoder.pad([rows[i] for i in idx])
             if labels is None:
                 return (x,)
             return x, np.asarray([labels[i] for i in idx], np.int32)
@@ -234,10 +279,10 @@ def _schedule_class():
             self.warmup_steps = max(0, int(warmup_steps))
 
         def __call__(self, step):
-            step = tf.cast(step, tf.float32) + 1.0
-            warm = step / max(1, self.warmup_steps)
+            step = tf.cast(step, tf.float32)  # 0 for the first update
+            warm = (step + 1.0) / max(1, self.warmup_steps)
             decay = (self.total_steps - step) / max(1, self.total_steps - self.warmup_steps)
-            factor = tf.where(step <= self.warmup_steps, warm, tf.maximum(decay, 0.0))
+            factor = tf.where(step < self.warmup_steps, warm, tf.maximum(decay, 0.0))
             return self.learning_rate * factor
 
         def get_config(self):
@@ -281,9 +326,13 @@ def build_classifier(config_path: str | Path, checkpoint: str | Path, num_labels
     from keras_bert import load_trained_model_from_checkpoint
     from keras_bert.layers import Extract
 
+    import warnings
+
     check_pretrained_files(config_path, checkpoint)
-    bert = load_trained_model_from_checkpoint(str(config_path), str(checkpoint), training=False,
-                                              trainable=True, seq_len=seq_len)
+    with warnings.catch_warnings():  # keras-bert shares one unseeded initializer between layers
+        warnings.filterwarnings("ignore", message=".*initializer.*unseeded.*")
+        bert = load_trained_model_from_checkpoint(str(config_path), str(checkpoint), training=False,
+                                                  trainable=True, seq_len=seq_len)
     cls = Extract(index=0, name="CLS")(bert.output)
     cls = tf.keras.layers.Dropout(dropout, name="Classifier-Dropout")(cls)
     out = tf.keras.layers.Dense(num_labels, activation="softmax", name="Classifier")(cls)
@@ -296,16 +345,17 @@ def compile_classifier(model, learning_rate: float, total_steps: int, warmup_pro
     return model
 
 
-def fit(model, encoder: SentencePieceEncoder, train_texts, train_labels, val_texts, val_labels, *,
+def fit(model, encoder: SentencePieceEncoder, train_rows, train_labels, val_rows, val_labels, *,
         epochs: int, batch_size: int, learning_rate: float, patience: int = 1,
         warmup_proportion: float = 0.1, seed: int = 0, verbose: int = 2, callbacks=()):
     """Fine-tune end to end with warm-up, early stopping on validation accuracy, best weights kept.
-    Returns the Keras History (history.history has loss/accuracy/val_loss/val_accuracy per epoch)."""
+    `*_rows` are token-id rows from `encoder.ids`. Returns the Keras History
+    (history.history: loss / accuracy / val_loss / val_accuracy per epoch)."""
     import tensorflow as tf
 
     tf.keras.utils.set_random_seed(seed)
-    train = batches(encoder, train_texts, train_labels, batch_size, shuffle=True, seed=seed)
-    val = batches(encoder, val_texts, val_labels, batch_size)
+    train = batches(encoder, train_rows, train_labels, batch_size, shuffle=True, seed=seed)
+    val = batches(encoder, val_rows, val_labels, batch_size)
     compile_classifier(model, learning_rate, len(train) * epochs, warmup_proportion)
     stop = tf.keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max", patience=patience,
                                             restore_best_weights=True)
@@ -313,18 +363,31 @@ def fit(model, encoder: SentencePieceEncoder, train_texts, train_labels, val_tex
                      verbose=verbose)
 
 
-def predict_proba(model, encoder: SentencePieceEncoder, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
-    """Class probabilities (n_texts, n_labels), batched and padded per batch."""
-    out = [model.predict_on_batch(encoder.encode(texts[k:k + batch_size]))
-           for k in range(0, len(texts), batch_size)]
+def predict_proba(model, encoder: SentencePieceEncoder, texts: Sequence[str], batch_size: int = 64,
+                  progress: bool = False) -> np.ndarray:
+    """Class probabilities (n_texts, n_labels): tokenized, padded and run in batches."""
+    from tqdm.auto import tqdm
+
+    starts = range(0, len(texts), batch_size)
+    out = [np.asarray(model.predict_on_batch(encoder.encode(list(texts[k:k + batch_size]))))
+           for k in tqdm(starts, desc="predict", disable=not progress)]
     return np.concatenate(out) if out else np.zeros((0, model.output_shape[-1]), np.float32)
+
+
+def predict_one_by_one(model, encoder: SentencePieceEncoder, texts: Sequence[str]) -> np.ndarray:
+    """The slow way (one model call per text, as the original workshop script did): for benchmarks."""
+    return np.concatenate([np.asarray(model.predict_on_batch(encoder.encode([t]))) for t in texts])
 
 
 def save(model, path: str | Path) -> Path:
     """Save the fine-tuned classifier (.h5: weights, architecture and optimizer state)."""
+    import warnings
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    model.save(str(path))
+    with warnings.catch_warnings():  # "HDF5 ... legacy": .h5 is the format keras-bert reloads reliably
+        warnings.filterwarnings("ignore", message=".*HDF5 file.*")
+        model.save(str(path))
     return path
 
 
@@ -334,4 +397,8 @@ def load(path: str | Path):
 
     if not Path(path).is_file():
         raise FileNotFoundError(f"saved model not found: {path}")
-    return tf.keras.models.load_model(str(path), custom_objects=custom_objects())
+    import warnings
+
+    with warnings.catch_warnings():  # keras-bert's layers rebuild with a shared unseeded initializer
+        warnings.filterwarnings("ignore", message=".*initializer.*unseeded.*")
+        return tf.keras.models.load_model(str(path), custom_objects=custom_objects())

@@ -95,6 +95,7 @@ def download(cache_dir: str | Path, url: str = URL) -> Path:
         with tqdm(unit="B", unit_scale=True, desc=f"download {target.name}") as bar:
             urllib.request.urlretrieve(url, partial, reporthook=_progress_hook(bar))
     except OSError as err:
+        partial.unlink(missing_ok=True)
         raise CorpusError(f"could not download {url}: {err}\n{DOWNLOAD_HINT}") from err
     partial.replace(target)
     return target
@@ -120,7 +121,7 @@ def locate(data_dir: str | Path = "", cache_dir: str | Path = "~/.cache/courseki
     download cache (downloaded and unpacked on first use)."""
     if data_dir:
         path = Path(data_dir).expanduser()
-        if (path / "text").is_dir() and not any(path.glob("*/*.txt")):
+        if (path / "text").is_dir() and not any((path / c).is_dir() for c in CATEGORIES):
             path = path / "text"
         if not path.is_dir():
             raise CorpusError(f"livedoor corpus folder not found: {path}\n{DOWNLOAD_HINT}")
