@@ -1,0 +1,238 @@
+"""English-Japanese parallel corpora for notebook 03, as a `datasets.DatasetDict` of {"en", "ja"}.
+
+Three sources, one call (`load_corpus`):
+
+- the ALT Parallel Corpus release (NICT): `ALT-Parallel-Corpus-20191206.zip` with `data_<lang>.txt`
+  files of `SNT.<article>.<n><TAB>sentence` lines, split by article with URL-train/dev/test.txt
+  beside it. Accepted as the zip file, as an unpacked folder, or downloaded (empty source);
+- plain parallel text files `train.en`/`train.ja`, `dev.*`, `test.*` (one sentence a line), e.g.
+  small_parallel_enja, whose Japanese is split into words by KyTea: the spaces are removed;
+- a Hugging Face hub dataset (`hf:mutiyama/alt`) where the hub is reachable.
+
+Problems are never a silent misalignment: missing files and mismatched line counts raise errors,
+ids present in one language only and empty sentences are dropped and counted in the report.
+"""
+from __future__ import annotations
+
+import re
+import urllib.request
+import warnings
+import zipfile
+from collections import Counter
+from pathlib import Path
+
+ALT_PAGE = "https://www2.nict.go.jp/astrec-att/member/mutiyama/ALT/"
+ALT_RELEASE = "ALT-Parallel-Corpus-20191206"
+ALT_URLS = {name: ALT_PAGE + name for name in
+            (f"{ALT_RELEASE}.zip", "URL-train.txt", "URL-dev.txt", "URL-test.txt")}
+SPLITS = {"train": "train", "dev": "validation", "test": "test"}  # file name -> DatasetDict key
+HUB_PREFIX = "hf:"
+
+# A space with a non-ASCII (Japanese) character on either side is a word boundary added by a tokenizer.
+_JA_SPACE = re.compile(r"(?<=[^\x00-\x7f]) +(?=\S)|(?<=\S) +(?=[^\x00-\x7f])")
+
+
+def undo_japanese_spacing(text: str) -> str:
+    """'誰 が 一番 に 着 く か' -> '誰が一番に着くか'; spaces between ASCII words are kept."""
+    return _JA_SPACE.sub("", text.strip())
+
+
+# ----------------------------------------------------------------------------------------- ALT
+def _alt_member(root, lang: str):
+    """The data_<lang>.txt inside an ALT zip (zipfile.Path) or unpacked folder (Path)."""
+    candidates = [root / f"data_{lang}.txt", root / ALT_RELEASE / f"data_{lang}.txt"]
+    for path in candidates:
+        if path.is_file():
+            return path
+    raise FileNotFoundError(f"data_{lang}.txt not found in {root} (looked for "
+                            f"{', '.join(str(c) for c in candidates)}); is this the ALT release?")
+
+
+def parse_alt_lines(text: str, stats: Counter | None = None) -> dict[str, str]:
+    """`SNT.<article>.<n><TAB>sentence` lines -> {"<article>.<n>": sentence}. Lines that are not
+    sentence lines are counted in stats["bad_lines"]; a missing sentence is kept as ""."""
+    stats = Counter() if stats is None else stats
+    out: dict[str, str] = {}
+    for line in text.splitlines():
+        line = line.strip("\r\n\ufeff")
+        if not line.strip():
+            continue
+        key, _, sentence = line.partition("\t")
+        parts = key.strip().split(".")
+        if len(parts) != 3 or parts[0] != "SNT":
+            stats["bad_lines"] += 1
+            continue
+        out[f"{parts[1]}.{parts[2]}"] = sentence.strip()
+    return out
+
+
+def parse_split_file(text: str) -> list[str]:
+    """URL-<split>.txt: `URL.<article><TAB>url` lines -> article ids in file order."""
+    ids = []
+    for line in text.splitlines():
+        key = line.strip().split("\t")[0]
+        if key.startswith("URL."):
+            ids.append(key[4:])
+    return ids
+
+
+def _find_alt(path: Path) -> tuple[object, Path]:
+    """(root of the release's files, folder holding URL-*.txt) for a zip, a folder or its parent."""
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise FileNotFoundError(f"ALT corpus not found at {path}: download {ALT_URLS[ALT_RELEASE + '.zip']} "
+                                f"and URL-train/dev/test.txt from {ALT_PAGE} into one folder")
+    if path.is_dir() and (path / f"{ALT_RELEASE}.zip").exists():  # the folder holding the release
+        path = path / f"{ALT_RELEASE}.zip"
+    if path.is_file():
+        if not zipfile.is_zipfile(path):
+            raise ValueError(f"{path} is not a zip file")
+        root = zipfile.Path(zipfile.ZipFile(path))
+    else:
+        root = path
+    split_dir = next((d for d in (path.parent, path, path.parent.parent)
+                      if (d / "URL-train.txt").is_file()), None)
+    if split_dir is None:
+        raise FileNotFoundError(f"URL-train.txt / URL-dev.txt / URL-test.txt not found beside {path}: "
+                                f"download them from {ALT_PAGE}")
+    return root, split_dir
+
+
+def load_alt(path: str | Path, src: str = "en", tgt: str = "ja"):
+    """The ALT release (zip file or unpacked folder) -> (DatasetDict train/validation/test, report)."""
+    import datasets
+
+    root, split_dir = _find_alt(path)
+    stats: Counter = Counter()
+    text = {lang: parse_alt_lines(_alt_member(root, lang).read_text(encoding="utf-8"), stats)
+            for lang in (src, tgt)}
+    report = {"source": str(path), "format": "alt", "bad_lines": stats["bad_lines"],
+              f"only_in_{src}": len(text[src].keys() - text[tgt].keys()),
+              f"only_in_{tgt}": len(text[tgt].keys() - text[src].keys()),
+              f"empty_{src}": 0, f"empty_{tgt}": 0, "not_in_any_split": 0}
+    article_split = {}
+    for name, key in SPLITS.items():
+        split_file = split_dir / f"URL-{name}.txt"
+        if not split_file.is_file():
+            raise FileNotFoundError(f"{split_file} not found: download it from {ALT_PAGE}")
+        for article in parse_split_file(split_file.read_text(encoding="utf-8")):
+            article_split.setdefault(article, []).append(key)
+    rows = {key: {src: [], tgt: []} for key in SPLITS.values()}
+    for sid, sentence in text[src].items():  # in the order of the source file
+        if sid not in text[tgt]:
+            continue
+        pair = {src: sentence, tgt: text[tgt][sid]}
+        empty = [lang for lang in (src, tgt) if not pair[lang]]
+        for lang in empty:
+            report[f"empty_{lang}"] += 1
+        if empty:
+            continue
+        keys = article_split.get(sid.split(".")[0])
+        if not keys:
+            report["not_in_any_split"] += 1
+        for key in keys or ():
+            for lang in (src, tgt):
+                rows[key][lang].append(pair[lang])
+    odd = {k: v for k, v in report.items() if k.startswith(("only_in_", "bad_lines", "not_in")) and v}
+    if odd:
+        warnings.warn(f"ALT {path}: sentences dropped: " + ", ".join(f"{k}={v}" for k, v in odd.items()))
+    return datasets.DatasetDict({k: datasets.Dataset.from_dict(v) for k, v in rows.items()}), report
+
+
+# --------------------------------------------------------------------------- plain parallel files
+def load_parallel(folder: str | Path, src: str = "en", tgt: str = "ja", detokenize_ja: bool = True):
+    """train/dev/test.<lang> files (one sentence a line) -> (DatasetDict, report). Lines are paired
+    by position: the two languages must have the same number of lines."""
+    import datasets
+
+    folder = Path(folder).expanduser()
+    report = {"source": str(folder), "format": "parallel", "empty_pairs": 0, "detokenized_ja": detokenize_ja}
+    out = {}
+    for name, key in SPLITS.items():
+        paths = {lang: folder / f"{name}.{lang}" for lang in (src, tgt)}
+        missing = [str(p) for p in paths.values() if not p.is_file()]
+        if missing:
+            raise FileNotFoundError(f"parallel corpus file(s) missing: {', '.join(missing)} (expected "
+                                    f"train/dev/test.{src} and .{tgt} in {folder})")
+        lines = {lang: p.read_text(encoding="utf-8").splitlines() for lang, p in paths.items()}
+        if len(lines[src]) != len(lines[tgt]):
+            raise ValueError(f"{paths[src].name} has {len(lines[src])} lines but {paths[tgt].name} has "
+                             f"{len(lines[tgt])}: the files are not aligned line by line")
+        rows = {src: [], tgt: []}
+        for a, b in zip(lines[src], lines[tgt]):
+            a, b = a.strip(), b.strip()
+            if tgt == "ja" and detokenize_ja:
+                b = undo_japanese_spacing(b)
+            if not a or not b:
+                report["empty_pairs"] += 1
+                continue
+            rows[src].append(a)
+            rows[tgt].append(b)
+        out[key] = datasets.Dataset.from_dict(rows)
+    return datasets.DatasetDict(out), report
+
+
+# ------------------------------------------------------------------------------ hub and download
+def load_hub(name: str = "mutiyama/alt", config: str = "alt-parallel", src: str = "en", tgt: str = "ja"):
+    """The ALT parallel corpus from the Hugging Face hub (needs the hub; not used offline)."""
+    import datasets
+
+    raw = datasets.load_dataset(name, config)
+    out, report = {}, {"source": f"{HUB_PREFIX}{name}", "format": "hub", "empty_pairs": 0}
+    for split, ds in raw.items():
+        pairs = [(t.get(src) or "", t.get(tgt) or "") for t in ds["translation"]]
+        keep = [(a.strip(), b.strip()) for a, b in pairs if a.strip() and b.strip()]
+        report["empty_pairs"] += len(pairs) - len(keep)
+        out[SPLITS.get(split, split)] = datasets.Dataset.from_dict(
+            {src: [a for a, _ in keep], tgt: [b for _, b in keep]})
+    return datasets.DatasetDict(out), report
+
+
+def download_alt(cache_dir: str | Path) -> Path:
+    """Download the ALT release and its split files into cache_dir (once); return the folder."""
+    from tqdm.auto import tqdm
+
+    folder = Path(cache_dir).expanduser()
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, url in ALT_URLS.items():
+        target = folder / name
+        if target.exists():
+            continue
+        part = target.with_name(target.name + ".part")
+        try:
+            with urllib.request.urlopen(url, timeout=60) as resp, open(part, "wb") as fh, \
+                    tqdm(total=int(resp.headers.get("Content-Length") or 0) or None, unit="B",
+                         unit_scale=True, desc=name) as bar:
+                while chunk := resp.read(1 << 16):
+                    fh.write(chunk)
+                    bar.update(len(chunk))
+        except OSError as exc:
+            raise RuntimeError(f"could not download {url} ({exc}). Download the ALT release and "
+                               f"URL-train/dev/test.txt from {ALT_PAGE} by hand into one folder and pass "
+                               f"it as data_dir, or pass a folder of train.en/train.ja files") from exc
+        part.rename(target)
+    return folder
+
+
+def load_corpus(source: str | Path = "", cache_dir: str | Path = "~/.cache/coursekit/alt",
+                src: str = "en", tgt: str = "ja"):
+    """One entry point: "" downloads ALT; "hf:NAME" reads the hub; a folder of train.en/train.ja is a
+    parallel corpus; anything else is an ALT release (zip or folder). Returns (DatasetDict, report)."""
+    source = str(source or "")
+    if source.startswith(HUB_PREFIX):
+        return load_hub(source[len(HUB_PREFIX):], src=src, tgt=tgt)
+    if not source:
+        return load_alt(download_alt(cache_dir), src=src, tgt=tgt)
+    path = Path(source).expanduser()
+    if path.is_dir() and (path / f"train.{src}").exists():
+        return load_parallel(path, src=src, tgt=tgt)
+    return load_alt(path, src=src, tgt=tgt)
+
+
+def describe(dsd, report: dict) -> list[str]:
+    """Readable lines: pairs per split and every count of dropped or odd input."""
+    lines = [f"{split:<11} {len(ds):>7,} pairs" for split, ds in dsd.items()]
+    dropped = {k: v for k, v in report.items() if isinstance(v, int) and not isinstance(v, bool) and v}
+    if dropped:
+        lines.append("dropped/odd input: " + ", ".join(f"{k}={v:,}" for k, v in dropped.items()))
+    return lines
