@@ -106,6 +106,28 @@ NOTEBOOKS: dict[str, dict[str, Param]] = {
                                      "日本の[MASK]は東京です。|新しい[MASK]が発売された。|今日は[MASK]の試合がある。",
                                      "sentences with one [MASK] each, separated by |"),
     },
+    "03_bart_translation": {
+        "data_dir": Param(str, "", "", "ALT release (zip or folder), a folder of train/dev/test.en and .ja "
+                          "files, or hf:NAME; empty: download ALT into cache_dir"),
+        "cache_dir": Param(str, "~/.cache/coursekit/alt", "~/.cache/coursekit/alt",
+                           "where the downloaded ALT release is kept"),
+        "max_train": Param(int, 20000, 0, "training pairs used (the first N); 0: all"),
+        "max_test": Param(int, 200, 0, "test pairs translated and scored; 0: all"),
+        "model_name": Param(str, "", "facebook/bart-base",
+                            "pre-trained model (hub id or folder); empty: a tiny BART trained from scratch"),
+        "vocab_size": Param(int, 4000, 4000, "SentencePiece vocabulary of the tiny BART (tiny only)"),
+        "d_model": Param(int, 128, 128, "hidden size of the tiny BART (tiny only)"),
+        "layers": Param(int, 2, 2, "encoder and decoder layers of the tiny BART (tiny only)"),
+        "max_length": Param(int, 64, 128, "longest token sequence, source and target"),
+        "epochs": Param(int, 3, 5, "training epochs (a checkpoint after each)"),
+        "batch_size": Param(int, 32, 32, "sentence pairs per training step"),
+        "learning_rate": Param(float, 1e-3, 5e-5, "peak learning rate after warm-up"),
+        "num_beams": Param(int, 2, 4, "beam width when translating the test set"),
+        "examples": Param(int, 8, 8, "test sentences shown with reference and output"),
+        "bleu_tokenize": Param(str, "ja-mecab", "ja-mecab", "sacrebleu tokenizer for Japanese: ja-mecab or char"),
+        "checkpoint_dir": Param(str, "", "", "where checkpoints go and resume from; empty: checkpoints/ in the run folder"),
+        "seed": Param(int, 0, 0, "seed of the tiny model and training"),
+    },
 }
 
 
