@@ -24,6 +24,7 @@ GUIDES = sorted(HANDSON.glob("*.md"))
 BLOCK = re.compile(r"^```bash([^\n]*)\n(.*?)^```", re.S | re.M)
 REPO_DIRS = ("notebooks/", "sbatch/", "defs/", "lib/", "slides/", "handson/", "benchmarks/", "tests/",
              "tools/")
+BUILT = (".sif",)            # made by the reader (containers), never in the checkout
 PLACEHOLDER = re.compile(r"<[^<>\s]+>")          # <ジョブID>, <ログインノード>: the reader fills them in
 SEPARATORS = {"&&", "||", ";", "|", "&", "(", ")", "$", "`"}
 REQUIRED_TOPICS = {  # guide -> words it must explain (the issue's list)
@@ -77,7 +78,8 @@ def notebooks_of(path: Path) -> set[str]:
     if path.suffix == ".ipynb":
         return {path.stem}
     if path.suffix == ".sbatch" and path.exists():
-        return set(re.findall(r"notebooks/(\d\d_\w+)\.ipynb", path.read_text(encoding="utf-8")))
+        code = "\n".join(l for l in path.read_text(encoding="utf-8").splitlines() if not l.startswith("#"))
+        return set(re.findall(r"notebooks/(\d\d_\w+)\.ipynb", code))
     return set()
 
 
@@ -94,7 +96,30 @@ def check_parameters(pairs: list[str], stems: set[str], where: str) -> list[str]
 
 
 def param_names(tokens: list[str]) -> list[str]:
-    return [tokens[i + 1] for i, t in enumerate(tokens[:-1]) if t in ("-p", "--parameter")]
+    """NAMEs of -p NAME VALUE (a parameter) and -g NAME V1,V2 (a sweep's grid)."""
+    return [tokens[i + 1] for i, t in enumerate(tokens[:-1]) if t in ("-p", "--parameter", "-g", "--grid")]
+
+
+def check_options(sub: str, args: list[str], where: str, extra: str = "") -> list[str]:
+    """Every --long and -x option in args is in `coursekit SUB --help` (or in extra)."""
+    text, errors = help_text(sub) + extra, []
+    for opt in [t.split("=")[0] for t in args if t.startswith("--")] + \
+               [t for t in args if re.fullmatch(r"-[A-Za-z]", t)]:
+        if not re.search(rf"(?<![\w-]){re.escape(opt)}(?![\w-])", text):
+            errors.append(f"{where}: `coursekit {sub}` has no option {opt}")
+    return errors
+
+
+def check_script_args(script: str, args: list[str], where: str) -> list[str]:
+    """Arguments after an sbatch script go to `coursekit run NOTEBOOK` (`coursekit sweep` for the
+    sweep script, which also takes the notebook): check options and parameter names."""
+    path = ROOT / script
+    if not path.exists():
+        return []                                 # reported as a missing path
+    sweep = path.name == "sweep.sbatch"
+    stems = notebooks_of(path) | set().union(*[notebooks_of(Path(t)) for t in args if t.endswith(".ipynb")])
+    errors = check_options("sweep" if sweep else "run", args, where, extra=" -g" if sweep else "")
+    return errors + check_parameters(param_names(args), stems, where)
 
 
 def check_command(tokens: list[str], where: str) -> list[str]:
@@ -103,20 +128,16 @@ def check_command(tokens: list[str], where: str) -> list[str]:
     where = f"{where}: `{' '.join(tokens)}`"
     for token in tokens:
         for part in token.split("="):
-            if part.startswith(REPO_DIRS) and "PLACEHOLDER" not in part and not glob.glob(str(ROOT / part)):
+            if part.startswith(REPO_DIRS) and "PLACEHOLDER" not in part and not part.endswith(BUILT) \
+                    and not glob.glob(str(ROOT / part)):
                 errors.append(f"{where}: {part} does not exist")
     if "sbatch" in tokens:
         scripts = [t for t in tokens if t.endswith(".sbatch")]
         if not scripts:
             errors.append(f"{where}: sbatch without a script")
         for script in scripts:
-            if not script.startswith("sbatch/"):
-                continue          # the reader's own script (e.g. the minimal example on a slide)
-            if not (ROOT / script).exists():
-                errors.append(f"{where}: {script} does not exist")
-                continue
-            after = tokens[tokens.index(script) + 1:]
-            errors += check_parameters(param_names(after), notebooks_of(ROOT / script), where)
+            if script.startswith("sbatch/"):      # else the reader's own (the minimal example)
+                errors += check_script_args(script, tokens[tokens.index(script) + 1:], where)
     if "coursekit" in tokens:
         i = tokens.index("coursekit")
         if i + 1 >= len(tokens):
@@ -126,16 +147,13 @@ def check_command(tokens: list[str], where: str) -> list[str]:
             return errors
         if sub not in COMMANDS:
             return errors + [f"{where}: no subcommand {sub!r} (known: {', '.join(COMMANDS)})"]
-        text = help_text(sub)
-        for opt in (t.split("=")[0] for t in rest if t.startswith("--")):
-            if not re.search(rf"(?<![\w-]){re.escape(opt)}(?![\w-])", text):
-                errors.append(f"{where}: `coursekit {sub}` has no option {opt}")
-        for opt in (t for t in rest if re.fullmatch(r"-[A-Za-z]", t)):
-            if not re.search(rf"(?<![\w-]){opt}[ ,]", text):
-                errors.append(f"{where}: `coursekit {sub}` has no option {opt}")
-        stems = set().union(*[notebooks_of(Path(t)) for t in rest if t.endswith((".ipynb", ".sbatch"))]
-                            ) if rest else set()
-        stems |= set().union(*[notebooks_of(ROOT / t) for t in rest if t.endswith(".sbatch")]) if rest else set()
+        script = next((t for t in rest if t.endswith(".sbatch")), None)
+        if sub == "submit" and script:            # what follows the script goes to the script
+            i = rest.index(script)
+            errors += check_options(sub, rest[:i], where) + check_script_args(script, rest[i + 1:], where)
+            return errors
+        errors += check_options(sub, rest, where, extra=" -g" if sub == "sweep" else "")
+        stems = set().union(set(), *[notebooks_of(Path(t)) for t in rest if t.endswith(".ipynb")])
         errors += check_parameters(param_names(rest), stems, where)
         if "--profile" in rest and rest.index("--profile") + 1 < len(rest):
             if rest[rest.index("--profile") + 1] not in profiles.PROFILE_NAMES:
