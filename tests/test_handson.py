@@ -179,6 +179,22 @@ def test_the_checker_catches_mistakes():
     assert commands("tail -f logs/x-<ジョブID>.out") == [["tail", "-f", "logs/x-PLACEHOLDER.out"]]
 
 
+def test_the_checker_follows_arguments_into_sbatch_scripts():
+    if not (ROOT / "sbatch" / "gpu_check.sbatch").exists():
+        pytest.skip("sbatch/gpu_check.sbatch not found")
+    bad = {
+        "sbatch sbatch/gpu_check.sbatch -p matmul_sise 3": "'matmul_sise'",
+        "sbatch sbatch/gpu_check.sbatch --profil tiny": "`coursekit run` has no option --profil",
+        "python -m coursekit submit --dry-run sbatch/gpu_check.sbatch -p matmul_sise 3": "'matmul_sise'",
+        "python -m coursekit submit --dryrun sbatch/gpu_check.sbatch": "`coursekit submit` has no option --dryrun",
+    }
+    for command, message in bad.items():
+        errors = [e for tokens in commands(command) for e in check_command(tokens, "t")]
+        assert any(message in e for e in errors), (command, errors)
+    good = "sbatch --time=00:05:00 sbatch/gpu_check.sbatch --profile tiny -p matmul_size 256"
+    assert [e for t in commands(good) for e in check_command(t, "t")] == []
+
+
 def test_guides_cover_the_workshop():
     names = [g.name for g in GUIDES]
     assert set(REQUIRED_TOPICS) <= set(names), set(REQUIRED_TOPICS) - set(names)
