@@ -47,6 +47,7 @@ class Corpus:
     labels: list[int]                 # index into label_names
     label_names: list[str]            # category folder names, sorted
     paths: list[str]
+    lengths: list[int] = field(default_factory=list)      # characters of title + body before the cap
     problems: Counter = field(default_factory=Counter)    # kind of skipped file -> count
     examples: dict = field(default_factory=dict)          # kind -> first few paths
     differences: list[str] = field(default_factory=list)  # how the counts differ from the release
@@ -61,7 +62,8 @@ class Corpus:
     def subset(self, index) -> "Corpus":
         index = list(index)
         return Corpus([self.texts[i] for i in index], [self.labels[i] for i in index],
-                      self.label_names, [self.paths[i] for i in index])
+                      self.label_names, [self.paths[i] for i in index],
+                      [self.lengths[i] for i in index] if self.lengths else [])
 
     def summary(self) -> str:
         lines = [f"{len(self)} articles in {len(self.label_names)} categories"]
@@ -134,22 +136,23 @@ def locate(data_dir: str | Path = "", cache_dir: str | Path = "~/.cache/courseki
 
 
 # ----------------------------------------------------------------------------- reading
-def read_article(path: Path, max_chars: int = 510) -> tuple[str | None, str | None]:
-    """(text, None) for a good article, (None, problem) for one to skip: title + body, lines 1-2 dropped."""
+def read_article(path: Path, max_chars: int = 510) -> tuple[str | None, str | None, int]:
+    """(text, None, length) for a good article (title + body, lines 1-2 dropped, capped at max_chars;
+    length before the cap), (None, problem, 0) for a file to skip."""
     raw = path.read_bytes()
     if not raw.strip():
-        return None, "empty file"
+        return None, "empty file", 0
     try:
         content = raw.decode("utf-8")
     except UnicodeDecodeError:
-        return None, "not UTF-8"
+        return None, "not UTF-8", 0
     lines = [ln.strip() for ln in content.splitlines()]
     if len(lines) < 3:
-        return None, "fewer than 3 lines (URL, date, title)"
+        return None, "fewer than 3 lines (URL, date, title)", 0
     text = "\n".join(ln for ln in lines[2:] if ln)
     if not text:
-        return None, "no title or body"
-    return (text[:max_chars] if max_chars and max_chars > 0 else text), None
+        return None, "no title or body", 0
+    return (text[:max_chars] if max_chars and max_chars > 0 else text), None, len(text)
 
 
 def load_corpus(data_dir: str | Path, max_chars: int = 510, categories=None) -> Corpus:
@@ -169,11 +172,11 @@ def load_corpus(data_dir: str | Path, max_chars: int = 510, categories=None) -> 
         raise CorpusError(f"no category folders with .txt files in {root} (expected text/<category>/"
                           f"<category>-<id>.txt, e.g. {root}/sports-watch/)\n{DOWNLOAD_HINT}")
     label_names = [p.name for p in folders]
-    corpus = Corpus([], [], label_names, [])
+    corpus = Corpus([], [], label_names, [], [])
     files = [(k, f) for k, folder in enumerate(folders) for f in sorted(folder.glob("*.txt"))
              if f.name not in NOT_ARTICLES]
     for label, path in tqdm(files, desc="read articles", mininterval=1.0):
-        text, problem = read_article(path, max_chars)
+        text, problem, length = read_article(path, max_chars)
         if problem:
             corpus.problems[problem] += 1
             corpus.examples.setdefault(problem, []).append(str(path))
@@ -181,6 +184,7 @@ def load_corpus(data_dir: str | Path, max_chars: int = 510, categories=None) -> 
         corpus.texts.append(text)
         corpus.labels.append(label)
         corpus.paths.append(str(path))
+        corpus.lengths.append(length)
     if not corpus.texts:
         raise CorpusError(f"no readable article in {root}: {dict(corpus.problems)}")
     corpus.differences = compare_counts(corpus.counts(), categories)
@@ -267,20 +271,27 @@ def misclassified(texts, y_true, y_pred, label_names, n: int = 5, chars: int = 8
 
 
 # ----------------------------------------------------------------------------- plots
-def plot_corpus(corpus: Corpus):
-    """Articles per genre and the distribution of text lengths (characters, before the cap)."""
+def plot_corpus(corpus: Corpus, used: Corpus | None = None, max_chars: int = 0):
+    """Articles per genre (all, and the subset used) and the length distribution before the cap."""
     import matplotlib.pyplot as plt
 
     fig, (a, b) = plt.subplots(1, 2, figsize=(12, 4))
-    counts = corpus.counts()
-    a.barh([JAPANESE_NAMES.get(c, c) for c in counts], list(counts.values()), color="tab:blue")
+    names = [JAPANESE_NAMES.get(c, c) for c in corpus.label_names]
+    a.barh(names, list(corpus.counts().values()), color="tab:blue", label="コーパス全体")
+    if used is not None and len(used) < len(corpus):
+        a.barh(names, list(used.counts().values()), color="tab:orange", label="この実行で使う記事")
+        a.legend(loc="lower right")
     a.invert_yaxis()
     a.set_xlabel("記事数")
     a.set_title("ジャンルごとの記事数")
-    b.hist([len(t) for t in corpus.texts], bins=40, color="tab:orange")
-    b.set_xlabel("文字数(タイトル + 本文、上限で切り詰め後)")
+    lengths = [min(n, 3000) for n in corpus.lengths]
+    b.hist(lengths, bins=60, color="tab:gray")
+    if max_chars:
+        b.axvline(max_chars, color="tab:red", ls="--", label=f"上限 {max_chars} 文字")
+        b.legend()
+    b.set_xlabel("文字数(タイトル + 本文、3000 以上は 3000 に含める)")
     b.set_ylabel("記事数")
-    b.set_title("記事の長さの分布")
+    b.set_title("記事の長さの分布(切り詰める前)")
     fig.tight_layout()
     return fig
 
@@ -295,6 +306,7 @@ def plot_curves(history: dict):
         ax.plot(epochs, history[key], "o-", label="学習")
         ax.plot(epochs, history[f"val_{key}"], "s-", label="検証")
         ax.set_xlabel("エポック")
+        ax.set_xticks(list(epochs))
         ax.set_title(title)
         ax.legend()
     fig.tight_layout()
