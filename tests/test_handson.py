@@ -118,7 +118,8 @@ def check_script_args(script: str, args: list[str], where: str) -> list[str]:
         return []                                 # reported as a missing path
     sweep = path.name == "sweep.sbatch"
     stems = notebooks_of(path) | set().union(*[notebooks_of(Path(t)) for t in args if t.endswith(".ipynb")])
-    errors = check_options("sweep" if sweep else "run", args, where, extra=" -g" if sweep else "")
+    errors = check_options("sweep" if sweep else "run", args, where,
+                           extra=help_text("run") + " -g" if sweep else "")
     return errors + check_parameters(param_names(args), stems, where)
 
 
@@ -152,7 +153,8 @@ def check_command(tokens: list[str], where: str) -> list[str]:
             i = rest.index(script)
             errors += check_options(sub, rest[:i], where) + check_script_args(script, rest[i + 1:], where)
             return errors
-        errors += check_options(sub, rest, where, extra=" -g" if sub == "sweep" else "")
+        # sweep passes what it does not know on to `coursekit run`
+        errors += check_options(sub, rest, where, extra=help_text("run") + " -g" if sub == "sweep" else "")
         stems = set().union(set(), *[notebooks_of(Path(t)) for t in rest if t.endswith(".ipynb")])
         errors += check_parameters(param_names(rest), stems, where)
         if "--profile" in rest and rest.index("--profile") + 1 < len(rest):
