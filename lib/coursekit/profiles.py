@@ -111,7 +111,7 @@ NOTEBOOKS: dict[str, dict[str, Param]] = {
                           "files, or hf:NAME; empty: download ALT into cache_dir"),
         "cache_dir": Param(str, "~/.cache/coursekit/alt", "~/.cache/coursekit/alt",
                            "where the downloaded ALT release is kept"),
-        "max_train": Param(int, 20000, 0, "training pairs used (the first N); 0: all"),
+        "max_train": Param(int, 12000, 0, "training pairs used (the first N); 0: all"),
         "max_test": Param(int, 200, 0, "test pairs translated and scored; 0: all"),
         "model_name": Param(str, "", "facebook/bart-base",
                             "pre-trained model (hub id or folder); empty: a tiny BART trained from scratch"),
