@@ -164,7 +164,8 @@ def new_model(tokenizer, *, hidden_size: int, num_layers: int, num_heads: int, i
     config = BertConfig(vocab_size=len(tokenizer), hidden_size=hidden_size, num_hidden_layers=num_layers,
                         num_attention_heads=num_heads, intermediate_size=intermediate_size,
                         max_position_embeddings=max_positions, hidden_act="gelu_new",
-                        pad_token_id=tokenizer.pad_token_id, type_vocab_size=2)
+                        pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.cls_token_id,
+                        eos_token_id=tokenizer.sep_token_id, type_vocab_size=2)
     torch.manual_seed(seed)
     return BertForMaskedLM(config)
 
@@ -381,3 +382,24 @@ def steps_per_epoch(n_examples: int, batch_size: int, grad_accum: int) -> float:
 
 def perplexity(loss: float) -> float:
     return math.exp(min(loss, 50.0))
+
+
+def train_phase(name: str, model, tokenizer, train: list[dict], valid: list[dict], work_dir: str | Path,
+                **train_args):
+    """One phase of pre-training in work_dir/name: skipped (its final model loaded) when a previous
+    job finished it, resumed from its last checkpoint when a previous job was killed in it.
+    Returns (model, loss curve points)."""
+    import json
+
+    from transformers import BertForMaskedLM
+
+    folder = Path(work_dir) / name
+    final = folder / "final"
+    if (final / "config.json").is_file() and (final / "log_history.json").is_file():
+        print(f"{name}: finished by an earlier job, loading {final}")
+        history = json.loads((final / "log_history.json").read_text(encoding="utf-8"))
+        return BertForMaskedLM.from_pretrained(final), loss_curve(history)
+    trainer = train_mlm(model, tokenizer, train, valid, folder, **train_args)
+    trainer.save_model(str(final))
+    (final / "log_history.json").write_text(json.dumps(trainer.state.log_history, indent=1), encoding="utf-8")
+    return trainer.model, loss_curve(trainer.state.log_history)
