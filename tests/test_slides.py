@@ -20,12 +20,16 @@ SOURCES = {
 
 def test_fill_formats_values_tables_and_plots(tmp_path):
     text = ("BLEU {{bart.metrics.bleu:.2f}} / {{ bart.profile }}\n{{bart.metrics.samples|table}}\n"
-            "{{bart.curves.loss|plot}}\n{{bart.metrics.samples.0.hyp}}")
+            "{{bart.curves.loss|plot}}\n{{bart.curves.loss|plot:eval_loss}}\n{{bart.metrics.samples|table:0}}\n"
+            "{{bart.metrics.samples.0.hyp}}")
     out, missing = slides.fill(text, SOURCES, "t.md", tmp_path)
     assert "BLEU 3.14 / tiny" in out
     assert "| src | hyp |" in out and "| a\\|b | x |" in out   # a pipe in a cell is escaped
-    assert "![bart curves.loss](figures/bart_loss.png)" in out
+    assert "![bart loss](figures/bart_loss.png)" in out
     assert (tmp_path / "figures" / "bart_loss.png").stat().st_size > 5000
+    assert "![bart loss](figures/bart_loss_eval_loss.png)" in out
+    assert (tmp_path / "figures" / "bart_loss_eval_loss.png").exists()
+    assert out.count("| a\\|b | x |") == 1                     # |table:0 has no rows
     assert out.endswith("x") and missing == set()
 
 
@@ -41,6 +45,8 @@ def test_missing_source_file_is_shown_and_named():
     ("{{nosuch.metrics.x}}", "unknown source 'nosuch'"),
     ("{{bart.metrics.bleu|upper}}", "unknown filter 'upper'"),
     ("{{bart.profile:.2f}}", "cannot format 'tiny'"),
+    ("{{bart.curves.loss|plot:bleu}}", "no bleu in the curve (there: eval_loss, loss, step)"),
+    ("{{bart.metrics.samples|table:x}}", "|table:ROWS needs a number"),
 ])
 def test_bad_placeholders_raise_with_the_reason(text, message):
     with pytest.raises(slides.SlidesError, match="t.md") as err:

@@ -41,8 +41,10 @@ SOURCES = {
     "pretrain": "benchmarks/results/pretrain_tiny_metrics.json",
 }
 
-# {{source.key.path}} or {{source.key.path:FORMAT}} or {{source.key.path|table}}
-PLACEHOLDER = re.compile(r"\{\{\s*([a-z]+)((?:\.[\w-]+)+)\s*(?::([^}|]+)|\|(\w+))?\s*\}\}")
+# {{source.key.path}}, {{source.key.path:FORMAT}}, {{source.key.path|table}} (|table:ROWS),
+# {{source.curves.NAME|plot}} (|plot:KEY1,KEY2)
+PLACEHOLDER = re.compile(
+    r"\{\{\s*([a-z]+)((?:\.[\w-]+)+)\s*(?::([^}|]+)|\|(\w+)(?::([\w,]+))?)?\s*\}\}")
 # Markdown images/links and HTML src/href (external URLs and anchors are not files).
 LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)[^)]*\)|(?:src|href)=\"([^\"]+)\"")
 
@@ -87,12 +89,13 @@ def lookup(data: Any, keys: list[str], where: str) -> Any:
     return data
 
 
-def markdown_table(rows: Any, where: str) -> str:
-    """A list of dicts (or a dict of scalars) as a Markdown table."""
+def markdown_table(rows: Any, where: str, limit: int | None = None) -> str:
+    """A list of dicts (or a dict of scalars) as a Markdown table, its first `limit` rows."""
     if isinstance(rows, dict):
         rows = [{"name": k, "value": v} for k, v in rows.items()]
     if not rows or not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
         raise SlidesError(f"{where}: |table needs a non-empty list of objects")
+    rows = rows[:limit]
     cols = list(dict.fromkeys(k for r in rows for k in r))
     cell = lambda v: str(v if v is not None else "").replace("|", "\\|").replace("\n", " ")
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
@@ -104,12 +107,13 @@ def fill(text: str, sources: dict[str, dict | None], where: str = "deck",
          out: Path | None = None) -> tuple[str, set[str]]:
     """Replace every placeholder; return the text and the metrics files that were missing.
 
-    `{{src.curves.NAME|plot}}` draws that training curve into out/figures/src_NAME.png and
-    becomes the image link; `|table` makes a Markdown table; `:FMT` formats a number."""
+    `{{src.curves.NAME|plot}}` draws that training curve into out/figures/ and becomes the image
+    link (`|plot:loss,eval_loss`: only those keys); `|table` makes a Markdown table (`|table:3`: its
+    first 3 rows); `:FMT` formats a value (`:.2f`, `:.1%`)."""
     missing: set[str] = set()
 
     def one(match: re.Match) -> str:
-        name, path, fmt, filt = match.group(1), match.group(2), match.group(3), match.group(4)
+        name, path, fmt, filt, arg = match.groups()
         here = f"{where}: {match.group(0)}"
         if name not in SOURCES:
             raise SlidesError(f"{here}: unknown source {name!r} (known: {', '.join(SOURCES)})")
@@ -119,16 +123,24 @@ def fill(text: str, sources: dict[str, dict | None], where: str = "deck",
             return f"<span class=\"unmeasured\">未計測 ({SOURCES[name]} がまだありません)</span>"
         value = lookup(data, path.lstrip(".").split("."), f"{here} in {SOURCES[name]}")
         if filt == "table":
-            return markdown_table(value, here)
+            if arg is not None and not arg.isdigit():
+                raise SlidesError(f"{here}: |table:ROWS needs a number of rows")
+            return markdown_table(value, here, int(arg) if arg else None)
         if filt == "plot":
-            if out is None:
-                raise SlidesError(f"{here}: |plot needs an output folder")
             if not (isinstance(value, list) and value and all(isinstance(p, dict) for p in value)):
                 raise SlidesError(f"{here}: |plot needs a non-empty list of points (dicts)")
-            rel = f"figures/{name}_{path.lstrip('.').split('.')[-1]}.png"
+            keys = arg.split(",") if arg else None
+            unknown = [k for k in keys or [] if not any(k in p for p in value)]
+            if unknown:
+                have = sorted({k for p in value for k in p})
+                raise SlidesError(f"{here}: no {', '.join(unknown)} in the curve (there: {', '.join(have)})")
+            if out is None:
+                raise SlidesError(f"{here}: |plot needs an output folder")
+            curve = path.lstrip(".").split(".")[-1]
+            rel = f"figures/{name}_{curve}{'_' + '_'.join(keys) if keys else ''}.png"
             (out / "figures").mkdir(parents=True, exist_ok=True)
-            _curve_figure(name, path.lstrip(".").split(".")[-1], value, out / rel)
-            return f"![{name} {path.lstrip('.')}]({rel})"
+            _curve_figure(name, curve, value, out / rel, keys)
+            return f"![{name} {curve}]({rel})"
         if filt:
             raise SlidesError(f"{here}: unknown filter {filt!r} (known: table, plot)")
         if fmt:
@@ -147,7 +159,10 @@ def placeholders(text: str) -> list[str]:
 
 
 # ----------------------------------------------------------------------------- figures
-def _curve_figure(source: str, name: str, points: list[dict], path: Path) -> None:
+def _curve_figure(source: str, name: str, points: list[dict], path: Path,
+                  keys: list[str] | None = None) -> None:
+    """Line plot of a recorded curve against step (or epoch): the given keys, else every numeric
+    key with "loss" in its name, else every numeric key."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -157,8 +172,11 @@ def _curve_figure(source: str, name: str, points: list[dict], path: Path) -> Non
 
     use_japanese_font()
     xkey = next((k for k in ("step", "epoch") if any(k in p for p in points)), None)
-    keys = [k for k in dict.fromkeys(k for p in points for k in p)
-            if k not in ("step", "epoch") and any(isinstance(p.get(k), (int, float)) for p in points)]
+    if keys is None:
+        numeric = [k for k in dict.fromkeys(k for p in points for k in p) if k not in ("step", "epoch")
+                   and any(isinstance(p.get(k), (int, float)) and not isinstance(p.get(k), bool)
+                           for p in points)]
+        keys = [k for k in numeric if "loss" in k] or numeric
     fig, ax = plt.subplots(figsize=(6.4, 3.6))
     for key in keys:
         pts = [(p.get(xkey, i) if xkey else i, p[key]) for i, p in enumerate(points)
