@@ -105,6 +105,29 @@ def test_extract_a_good_archive(sample, tmp_path):
     assert len(livedoor.load_corpus(text)) == 90
 
 
+def test_locate_downloads_and_unpacks_once(sample, tmp_path):
+    import functools
+    import http.server
+    import threading
+
+    served = tmp_path / "served"
+    served.mkdir()
+    with tarfile.open(served / livedoor.ARCHIVE, "w:gz") as tar:
+        tar.add(sample, arcname="text")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
+    handler.log_message = lambda *a: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/{livedoor.ARCHIVE}"
+        text = livedoor.locate("", tmp_path / "cache", url=url)
+    finally:
+        server.shutdown()
+    assert text == tmp_path / "cache" / "text" and len(livedoor.load_corpus(text)) == 90
+    assert (tmp_path / "cache" / livedoor.ARCHIVE).is_file()
+    assert livedoor.locate("", tmp_path / "cache", url="http://127.0.0.1:9/unused") == text  # cached
+
+
 def test_download_failure_is_clear(tmp_path):
     with pytest.raises(livedoor.CorpusError, match="could not download"):
         livedoor.download(tmp_path, url="http://127.0.0.1:9/ldcc-20140209.tar.gz")

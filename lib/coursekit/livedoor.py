@@ -75,16 +75,9 @@ class Corpus:
 
 
 # ----------------------------------------------------------------------------- getting the data
-def _progress_hook(bar):
-    def hook(blocks, block_size, total):
-        if total > 0 and bar.total != total:
-            bar.total = total
-        bar.update(blocks * block_size - bar.n)
-    return hook
-
-
 def download(cache_dir: str | Path, url: str = URL) -> Path:
-    """Download the tarball into cache_dir once (progress bar); return its path."""
+    """Download the tarball into cache_dir once (progress bar); return its path. A partial
+    download is never left under the final name."""
     from tqdm.auto import tqdm
 
     cache = Path(cache_dir).expanduser()
@@ -93,9 +86,14 @@ def download(cache_dir: str | Path, url: str = URL) -> Path:
     if target.is_file() and target.stat().st_size > 0:
         return target
     partial = target.with_name(target.name + ".part")
+    request = urllib.request.Request(url, headers={"User-Agent": "coursekit (workshop kit)"})
     try:
-        with tqdm(unit="B", unit_scale=True, desc=f"download {target.name}") as bar:
-            urllib.request.urlretrieve(url, partial, reporthook=_progress_hook(bar))
+        with urllib.request.urlopen(request, timeout=60) as response, open(partial, "wb") as out:
+            total = int(response.headers.get("Content-Length") or 0) or None
+            with tqdm(total=total, unit="B", unit_scale=True, desc=f"download {target.name}") as bar:
+                while chunk := response.read(1 << 16):
+                    out.write(chunk)
+                    bar.update(len(chunk))
     except OSError as err:
         partial.unlink(missing_ok=True)
         raise CorpusError(f"could not download {url}: {err}\n{DOWNLOAD_HINT}") from err
@@ -118,7 +116,8 @@ def extract(archive: str | Path, dest: str | Path) -> Path:
     return dest / "text"
 
 
-def locate(data_dir: str | Path = "", cache_dir: str | Path = "~/.cache/coursekit/livedoor") -> Path:
+def locate(data_dir: str | Path = "", cache_dir: str | Path = "~/.cache/coursekit/livedoor",
+           url: str = URL) -> Path:
     """The corpus's text/ folder: data_dir when given (the text/ folder or its parent), else the
     download cache (downloaded and unpacked on first use)."""
     if data_dir:
@@ -131,7 +130,7 @@ def locate(data_dir: str | Path = "", cache_dir: str | Path = "~/.cache/courseki
     cache = Path(cache_dir).expanduser()
     text = cache / "text"
     if not (text.is_dir() and any(text.iterdir())):
-        text = extract(download(cache), cache)
+        text = extract(download(cache, url), cache)
     return text
 
 
