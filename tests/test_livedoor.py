@@ -40,7 +40,8 @@ def test_bad_files_are_counted_not_fatal(sample):
     (folder / "smax-empty.txt").write_text("", encoding="utf-8")
     (folder / "smax-latin1.txt").write_bytes("url\ndate\ntitre é\n".encode("latin-1"))
     (folder / "smax-short.txt").write_text("http://x\n2012-01-01\n", encoding="utf-8")
-    corpus = livedoor.load_corpus(sample)
+    with pytest.warns(UserWarning, match="skipped 3 unreadable file"):
+        corpus = livedoor.load_corpus(sample)
     assert len(corpus) == 90
     assert corpus.problems == {"empty file": 1, "not UTF-8": 1, "fewer than 3 lines (URL, date, title)": 1}
     assert "smax-latin1.txt" in corpus.summary()

@@ -8,6 +8,7 @@ from coursekit.runner import run_notebook
 
 from .conftest import NOTEBOOKS
 
+pytestmark = pytest.mark.notebook
 NOTEBOOK = NOTEBOOKS / "02_livedoor_bert.ipynb"
 SMALL_RUN = {"per_category": 0, "seq_len": 48, "vocab_size": 300, "epochs": 2, "batch_size": 16,
              "sentence": "映画の試写会で主演の俳優が挨拶した。"}

@@ -14,6 +14,7 @@ from __future__ import annotations
 import random
 import tarfile
 import urllib.request
+import warnings
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -187,6 +188,10 @@ def load_corpus(data_dir: str | Path, max_chars: int = 510, categories=None) -> 
     if not corpus.texts:
         raise CorpusError(f"no readable article in {root}: {dict(corpus.problems)}")
     corpus.differences = compare_counts(corpus.counts(), categories)
+    if corpus.problems:
+        warnings.warn(f"livedoor: skipped {sum(corpus.problems.values())} unreadable file(s) in {root}: "
+                      + ", ".join(f"{n} {kind}" for kind, n in sorted(corpus.problems.items())),
+                      stacklevel=2)
     return corpus
 
 
