@@ -10,6 +10,9 @@ COMMANDS = {
     "gpu": ("coursekit.gpu", "what TensorFlow / PyTorch see: GPUs, CUDA, the classic traps"),
     "report": ("coursekit.report", "compare every run: devices, phases, accuracy, BLEU (CSV + Markdown)"),
     "slides": ("coursekit.slides", "render the Marp decks with numbers from real runs; export HTML/PDF"),
+    "submit": ("coursekit.slurm", "sbatch a script from sbatch/ with preflight checks (logs/, container)"),
+    "sweep": ("coursekit.jobs", "run one task of a job-array parameter sweep (sbatch/sweep.sbatch)"),
+    "build-container": ("coursekit.containers", "check a defs/*.def file and build it (apptainer/singularity)"),
 }
 
 

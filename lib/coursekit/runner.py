@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import profiles, runs
+from . import jobs, profiles, runs
 from .metrics import METRICS_FILE, write_json
 from .profiles import ParameterError
 from .timing import format_seconds
@@ -150,7 +150,13 @@ def run_notebook(notebook: str | Path, profile: str | None = None,
     if profile is not None:
         profiles.check_profile(profile)
     params = check_parameters(notebook, parameters or [])
-    run_dir = runs.new_run_dir(notebook.stem, Path(runs_dir).resolve() if runs_dir else None, name)
+    root = Path(runs_dir).resolve() if runs_dir else None
+    run_dir = None if name else runs.resume_run_dir(notebook.stem, root)
+    attempt = runs.restart_count() + 1
+    if run_dir is not None:  # a requeued job: continue where its checkpoints are
+        _archive_attempt(run_dir, notebook, attempt - 1)
+    else:
+        run_dir = runs.new_run_dir(notebook.stem, root, name)
     out_nb = run_dir / notebook.name
     inject = dict(params)
     if profile is not None:
@@ -164,7 +170,12 @@ def run_notebook(notebook: str | Path, profile: str | None = None,
     def on_term(signum, frame):
         raise JobKilled(f"received signal {signum} (job cancelled or out of time)")
 
+    def on_warning(signum, frame):  # Slurm's --signal warning, passed on by sbatch/run-notebook.sh
+        say(f"\ncoursekit run: warning signal {signum}: asking the notebook to checkpoint and stop")
+        jobs.request_stop(run_dir, f"signal {signum}")
+
     old_term = signal.signal(signal.SIGTERM, on_term) if _main_thread() else None
+    old_usr1 = signal.signal(signal.SIGUSR1, on_warning) if _main_thread() else None
     started, t0 = _now(), time.perf_counter()
     status, error = "completed", None
     try:
@@ -174,16 +185,22 @@ def run_notebook(notebook: str | Path, profile: str | None = None,
             stdout_file=None if quiet else sys.stdout, stderr_file=None if quiet else sys.stderr,
         )
     except PapermillExecutionError as exc:
-        status = "failed"
-        trace = ANSI.sub("", "\n".join(exc.traceback or []))
         error = f"cell {exc.exec_count}: {exc.ename}: {exc.evalue}"
-        say(f"\nFAILED in {error}\n{trace}")
+        if exc.ename == jobs.Preempted.__name__:
+            status = "preempted"
+            say(f"\nPREEMPTED: checkpoint saved ({exc.evalue}); the job can be requeued")
+        else:
+            status = "failed"
+            trace = ANSI.sub("", "\n".join(exc.traceback or []))
+            say(f"\nFAILED in {error}\n{trace}")
     except (JobKilled, KeyboardInterrupt) as exc:
         status, error = "killed", str(exc) or "interrupted"
         say(f"\nKILLED: {error}")
     finally:
         if old_term is not None:
             signal.signal(signal.SIGTERM, old_term)
+        if old_usr1 is not None:
+            signal.signal(signal.SIGUSR1, old_usr1)
         if env_before is None:
             os.environ.pop("COURSEKIT_RUN_DIR", None)
         else:
@@ -201,10 +218,20 @@ def run_notebook(notebook: str | Path, profile: str | None = None,
         "duration_s": round(duration, 3), "source": str(notebook.resolve()),
         "output_notebook": out_nb.name, "html": html_path.name if html_path else None,
         "parameters": inject, "kernel": kernel, "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
+        "attempt": attempt,
     }
     data = _record_outcome(run_dir, notebook, profile, inject, runner)
     say(f"coursekit run: {status} in {format_seconds(duration)}; results in {run_dir}")
     return RunResult(run_dir, out_nb, html_path, data, status == "completed", error)
+
+
+def _archive_attempt(run_dir: Path, notebook: Path, attempt: int) -> None:
+    """Keep an earlier attempt's notebook, HTML and metrics as <name>.attempt<N><suffix>."""
+    for path in (run_dir / notebook.name, run_dir / notebook.with_suffix(".html").name,
+                 run_dir / METRICS_FILE):
+        if path.exists():
+            path.rename(path.with_name(f"{path.stem}.attempt{attempt}{path.suffix}"))
+    jobs.clear_stop(run_dir)
 
 
 def _main_thread() -> bool:
@@ -237,4 +264,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"coursekit run: error: {exc}", file=sys.stderr)
         return 2
     print(result.run_dir)
+    if result.metrics.get("status") == "preempted":
+        return jobs.EX_PREEMPTED
     return 0 if result.ok else 1

@@ -3,6 +3,8 @@
     runs/<notebook-stem>/<SLURM_JOB_ID or timestamp>/
 
 A run folder is never reused for a different run: a name already taken gets a suffix (-2, -3, ...).
+The one exception is a requeued Slurm job (same job id, SLURM_RESTART_COUNT > 0): it continues in
+its earlier attempt's folder, where its checkpoints are (see `resume_run_dir`).
 """
 from __future__ import annotations
 
@@ -51,3 +53,21 @@ def new_run_dir(notebook: str, root: Path | None = None, name: str | None = None
         except FileExistsError:
             continue
     raise RuntimeError(f"could not find a free run folder name under {parent}")
+
+
+def restart_count(env: dict | None = None) -> int:
+    """How often Slurm has requeued this job (0 outside Slurm and on the first attempt)."""
+    env = os.environ if env is None else env
+    try:
+        return int(env.get("SLURM_RESTART_COUNT") or 0)
+    except ValueError:
+        return 0
+
+
+def resume_run_dir(notebook: str, root: Path | None = None, env: dict | None = None) -> Path | None:
+    """The existing folder of this job's earlier attempt, when this is a requeued Slurm job."""
+    env = os.environ if env is None else env
+    if restart_count(env) < 1 or not env.get("SLURM_JOB_ID"):
+        return None
+    folder = (root or runs_root()) / notebook / run_name(env)
+    return folder if folder.is_dir() else None

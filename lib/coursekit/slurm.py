@@ -1,0 +1,168 @@
+"""Slurm: `python -m coursekit submit` (sbatch with the preflight students forget) and
+`python -m coursekit sweep` (one job-array task of sbatch/sweep.sbatch; in jobs.py).
+
+    python -m coursekit submit sbatch/livedoor.sbatch --profile tiny -p epochs 3
+    python -m coursekit submit sbatch/sweep.sbatch notebooks/02_livedoor_bert.ipynb -g learning_rate 1e-4,5e-4
+
+submit: creates the folders of the script's --output/--error files (a missing logs/ folder makes Slurm
+drop the job's output without a word), checks that the container exists (CONTAINER, else the
+script's default), sets --array for sweeps, runs sbatch and prints the job id with the squeue /
+tail -f / scancel commands for it. Everything after the script goes to the script unchanged.
+"""
+from __future__ import annotations
+
+import itertools
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from .runs import project_root
+
+SBATCH_LINE = re.compile(r"^#SBATCH\s+(--?[\w-]+)(?:[=\s]+(\S+))?")
+DEFAULT_CONTAINER = re.compile(r'\$\{CONTAINER:=([^}]+)\}')
+
+
+class SubmitError(RuntimeError):
+    """A preflight check failed; the message says what to do."""
+
+
+def sbatch_directives(script: Path) -> dict[str, str]:
+    """The #SBATCH options of a script, e.g. {"--output": "logs/%x-%j.log", "--job-name": ...}."""
+    out: dict[str, str] = {}
+    for line in Path(script).read_text(encoding="utf-8").splitlines():
+        m = SBATCH_LINE.match(line.strip())
+        if m:
+            out[m.group(1)] = m.group(2) or ""
+    return out
+
+
+def default_container(script: Path) -> str | None:
+    """The image a script uses when CONTAINER is not set (its `: "${CONTAINER:=...}"` line)."""
+    m = DEFAULT_CONTAINER.search(Path(script).read_text(encoding="utf-8"))
+    return m.group(1) if m else None
+
+
+def parse_grid(args: list[str]) -> tuple[list[tuple[str, list[str]]], list[str]]:
+    """Split `-g NAME V1,V2` pairs from the other arguments: ([(name, [v1, v2])...], rest)."""
+    grid, rest, i = [], [], 0
+    while i < len(args):
+        if args[i] in ("-g", "--grid"):
+            if i + 2 >= len(args):
+                raise SubmitError(f"{args[i]} needs NAME and a comma-separated list of values")
+            name, values = args[i + 1], [v for v in args[i + 2].split(",") if v != ""]
+            if not values:
+                raise SubmitError(f"-g {name}: no values given")
+            grid.append((name, values))
+            i += 3
+        else:
+            rest.append(args[i])
+            i += 1
+    return grid, rest
+
+
+def combinations(grid: list[tuple[str, list[str]]]) -> list[list[tuple[str, str]]]:
+    """Every combination of the grid, in a fixed order (task i of the array runs combination i)."""
+    names = [name for name, _ in grid]
+    return [list(zip(names, values)) for values in itertools.product(*[v for _, v in grid])]
+
+
+def _log_folders(directives: dict[str, str], workdir: Path) -> list[Path]:
+    folders = []
+    for key in ("--output", "-o", "--error", "-e"):
+        if directives.get(key):
+            folders.append((workdir / directives[key]).parent)
+    return folders
+
+
+def submit(script: str | Path, script_args: list[str], *, container: str | None = None,
+           sbatch_options: list[str] = (), workdir: str | Path | None = None,
+           dry_run: bool = False, out=sys.stdout) -> str | None:
+    """Preflight, then sbatch. Returns the job id (None for a dry run)."""
+    root = project_root(Path(__file__).parent) or Path.cwd()
+    script = Path(script)
+    if not script.is_absolute() and not script.exists():
+        script = root / script
+    if not script.is_file():
+        raise SubmitError(f"batch script not found: {script} (the kit's scripts are in {root / 'sbatch'})")
+    script = script.resolve()
+    workdir = Path(workdir or Path.cwd()).resolve()
+    directives = sbatch_directives(script)
+
+    for folder in _log_folders(directives, workdir):
+        if not folder.is_dir():
+            folder.mkdir(parents=True)
+            print(f"created {folder}/ (without it Slurm silently drops the job's output)", file=out)
+
+    image = container or os.environ.get("CONTAINER") or default_container(script) or "none"
+    if image != "none":
+        path = Path(image) if Path(image).is_absolute() else root / image
+        if not path.exists():
+            raise SubmitError(
+                f"container {path} not found. Build it first: python -m coursekit build-container "
+                f"defs/{path.name.removesuffix('.sif')}.def -- or run on the host's Python with "
+                f"--container none (CONTAINER=none)")
+
+    grid, rest = parse_grid(list(script_args))
+    options = list(sbatch_options)
+    if grid:
+        n = len(combinations(grid))
+        if not any(o.startswith(("--array", "-a")) for o in options):
+            options.append(f"--array=0-{n - 1}")
+        print(f"sweep: {n} combinations of {', '.join(name for name, _ in grid)} -> a job array", file=out)
+    args = [*rest]
+    for name, values in grid:
+        args += ["-g", name, ",".join(values)]
+
+    sbatch = shutil.which("sbatch")
+    command = [sbatch or "sbatch", "--parsable", *options, str(script), *args]
+    env = {**os.environ, "CONTAINER": image, "KIT_DIR": str(root)}
+    if dry_run:
+        print("would run: CONTAINER=" + image + " " + " ".join(command), file=out)
+        return None
+    if not sbatch:
+        raise SubmitError("sbatch not found: run this on the cluster's login node (or load the slurm module)")
+    proc = subprocess.run(command, cwd=workdir, env=env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SubmitError(f"sbatch failed ({proc.returncode}): {proc.stderr.strip() or proc.stdout.strip()}")
+    job_id = proc.stdout.strip().split(";")[0]
+    name = directives.get("--job-name", script.stem)
+    log = directives.get("--output", "slurm-%j.out").replace("%x", name)
+    log = log.replace("%A", job_id).replace("%a", "0").replace("%j", job_id)
+    print(f"submitted job {job_id} ({name}, container {image})", file=out)
+    print(f"  squeue -j {job_id}            # is it waiting or running?", file=out)
+    print(f"  tail -f {workdir / log}     # follow its output", file=out)
+    print(f"  scancel {job_id}              # cancel it", file=out)
+    return job_id
+
+
+def submit_main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m coursekit submit", allow_abbrev=False,
+        description="Submit a batch script from sbatch/ with preflight checks (logs folder, container). "
+                    "Arguments after the script go to it: --profile tiny -p NAME VALUE ...; "
+                    "sbatch/sweep.sbatch also takes -g NAME V1,V2 (one array task per combination).")
+    parser.add_argument("script", type=Path)
+    parser.add_argument("--container", help="image to run in; 'none': the host's Python "
+                                            "(default: $CONTAINER, else the script's own)")
+    parser.add_argument("--sbatch", action="append", default=[], metavar="OPTION",
+                        help="extra sbatch option, e.g. --sbatch=--time=00:30:00 (repeatable)")
+    parser.add_argument("--workdir", type=Path, help="folder to submit from (logs/ goes there; default: here)")
+    parser.add_argument("--dry-run", action="store_true", help="check and print the sbatch command only")
+    args, script_args = parser.parse_known_args(argv)
+    try:
+        job = submit(args.script, script_args, container=args.container, sbatch_options=args.sbatch,
+                     workdir=args.workdir, dry_run=args.dry_run)
+    except SubmitError as exc:
+        print(f"coursekit submit: error: {exc}", file=sys.stderr)
+        return 2
+    if job:
+        print(job)
+    return 0
+
+
+main = submit_main

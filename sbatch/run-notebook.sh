@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# run-notebook.sh NOTEBOOK [RUNNER ARGS...] - the body every sbatch/*.sbatch script sources.
+#
+# Runs `python -m coursekit run NOTEBOOK ARGS...` (papermill) inside the container, or on the host
+# Python with CONTAINER=none, and handles preemption:
+#   * the warning signal (#SBATCH --signal=B:USR1@SECONDS) reaches this batch shell; it is passed
+#     on to the runner, which asks the notebook (coursekit.jobs) to save a checkpoint and stop;
+#   * the runner then exits with status 75 ("preempted") and this script requeues the job
+#     (scontrol requeue); the requeued job keeps its job id and resumes from the checkpoint.
+#
+# Environment:
+#   CONTAINER   image (.sif or sandbox folder) to run in; "none": the host's python
+#   RUNTIME     apptainer or singularity (default: whichever is installed)
+#   PYTHON      python to use (default: python3 in the container, else `python` on the host)
+#   KIT_DIR     the kit's checkout (default: the folder sbatch was called from)
+#   COMMAND     coursekit subcommand: run (default) or sweep (job arrays, see sbatch/sweep.sbatch)
+set -uo pipefail
+
+KIT_DIR=${KIT_DIR:-${SLURM_SUBMIT_DIR:-$PWD}}
+COMMAND=${COMMAND:-run}
+EX_PREEMPTED=75
+cd "$KIT_DIR" || { echo "[job] error: kit folder $KIT_DIR not found (set KIT_DIR)" >&2; exit 2; }
+
+echo "[job] ${SLURM_JOB_NAME:-notebook} job ${SLURM_JOB_ID:-none}${SLURM_ARRAY_TASK_ID:+ task $SLURM_ARRAY_TASK_ID}" \
+     "attempt $(( ${SLURM_RESTART_COUNT:-0} + 1 )) on $(hostname) at $(date '+%F %T')"
+echo "[job] GPUs: ${CUDA_VISIBLE_DEVICES:-none}  container: ${CONTAINER:-none}  args: $*"
+
+if [ "${CONTAINER:-none}" = none ]; then
+    cmd=("${PYTHON:-python}" -m coursekit "$COMMAND" "$@")
+else
+    RUNTIME=${RUNTIME:-$(command -v apptainer || command -v singularity || true)}
+    if [ -z "$RUNTIME" ]; then
+        echo "[job] error: neither apptainer nor singularity is installed on $(hostname);" \
+             "load its module (module load singularity) or use CONTAINER=none" >&2
+        exit 2
+    fi
+    if [ ! -e "$CONTAINER" ]; then
+        echo "[job] error: container $CONTAINER not found; build it: python -m coursekit build-container" >&2
+        exit 2
+    fi
+    cmd=("$RUNTIME" exec --nv "$CONTAINER" "${PYTHON:-python3}" -m coursekit "$COMMAND" "$@")
+fi
+
+# Run in the background so that this shell can react to signals while it waits.
+"${cmd[@]}" &
+child=$!
+trap 'echo "[job] warning signal (USR1): asking the notebook to checkpoint and stop"; kill -USR1 "$child" 2>/dev/null' USR1
+trap 'echo "[job] SIGTERM: stopping the run"; kill -TERM "$child" 2>/dev/null' TERM
+while :; do
+    wait "$child"; rc=$?
+    kill -0 "$child" 2>/dev/null || break   # wait returned for a trapped signal: keep waiting
+done
+trap - USR1 TERM
+
+if [ "$rc" = "$EX_PREEMPTED" ] && [ -n "${SLURM_JOB_ID:-}" ]; then
+    echo "[job] checkpoint saved: requeueing job $SLURM_JOB_ID (it resumes from the checkpoint)"
+    scontrol requeue "$SLURM_JOB_ID" && exit 0
+    echo "[job] error: scontrol requeue failed; resubmit the job by hand" >&2
+fi
+echo "[job] finished with exit status $rc at $(date '+%F %T')"
+exit "$rc"

@@ -1,0 +1,220 @@
+"""The sbatch scripts against a REAL single-node Slurm (tests/cluster/start-slurm.sh).
+
+Needs root on Debian (the script installs slurmctld/slurmd/slurm-client/munge when missing): .ci/run
+has both. Elsewhere these tests skip with the reason. The daemons are stopped at the end of the session.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from coursekit import jobs, slurm
+
+from .conftest import ROOT, coursekit_cli
+
+CLUSTER = ROOT / "tests" / "cluster"
+COUNTER_NB = ROOT / "tests" / "notebooks" / "counter_training.ipynb"
+
+
+# ----------------------------------------------------------------------------- without Slurm
+def test_every_sbatch_script_has_the_agreed_directives():
+    for name in ("gpu_check", "livedoor", "bart", "pretrain", "sweep", "notebook"):
+        script = ROOT / "sbatch" / f"{name}.sbatch"
+        d = slurm.sbatch_directives(script)
+        assert d["--job-name"] == name
+        assert d["--output"].startswith("logs/%x-") and d["--error"].startswith("logs/%x-")
+        assert d["--nodes"] == "1" and d["--gpus"] == "tesla:1" and "--requeue" in d
+        assert re.fullmatch(r"\d\d:\d\d:\d\d", d["--time"])
+        assert re.fullmatch(r"B:USR1@\d+", d["--signal"]), "the warning goes to the batch shell"
+        assert slurm.default_container(script).startswith("defs/")
+        proc = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr
+    assert slurm.sbatch_directives(ROOT / "sbatch/sweep.sbatch")["--output"] == "logs/%x-%A_%a.log"
+
+
+def test_grid_combinations_and_sweep_task_selection(runs_dir):
+    grid, rest = slurm.parse_grid(["--profile", "tiny", "-g", "lr", "0.1,0.2", "-p", "steps", "2",
+                                   "-g", "steps", "1,2,3"])
+    assert rest == ["--profile", "tiny", "-p", "steps", "2"]
+    combos = slurm.combinations(grid)
+    assert len(combos) == 6 and combos[0] == [("lr", "0.1"), ("steps", "1")]
+    assert combos[5] == [("lr", "0.2"), ("steps", "3")]
+    with pytest.raises(slurm.SubmitError, match="needs NAME"):
+        slurm.parse_grid(["-g", "lr"])
+    listed = coursekit_cli("sweep", str(COUNTER_NB), "-g", "lr", "0.1,0.5", "--list")
+    assert listed.returncode == 0 and listed.stdout.splitlines() == ["0 lr=0.1", "1 lr=0.5"]
+    bad = coursekit_cli("sweep", str(COUNTER_NB), "-g", "lr", "0.1,0.5", "--task", "2")
+    assert bad.returncode == 2 and "outside the grid's 2 combinations" in bad.stderr
+
+
+def test_submit_refuses_a_missing_container_and_creates_logs(tmp_path):
+    with pytest.raises(slurm.SubmitError, match="build-container defs/keras-bert.def"):
+        slurm.submit(ROOT / "sbatch/livedoor.sbatch", [], container=str(tmp_path / "keras-bert.sif"),
+                     workdir=tmp_path, dry_run=True)
+    lines = []
+
+    class Out:
+        def write(self, s):
+            lines.append(s)
+
+    slurm.submit("sbatch/sweep.sbatch", [str(COUNTER_NB), "-g", "lr", "1,2,3", "-g", "steps", "1,2"],
+                 container="none", workdir=tmp_path, dry_run=True, out=Out())
+    text = "".join(lines)
+    assert (tmp_path / "logs").is_dir(), "the logs folder is created before sbatch runs"
+    assert "--array=0-5" in text and "6 combinations" in text
+
+
+def test_runner_turns_the_warning_into_a_checkpoint_and_exit_75(runs_dir):
+    """The runner's side of preemption, without Slurm: USR1 -> PREEMPT file -> Preempted -> 75."""
+    proc = subprocess.Popen([sys.executable, "-m", "coursekit", "run", str(COUNTER_NB), "--name", "p",
+                             "-p", "steps", "40", "-p", "step_seconds", "0.25", "--no-html"],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    counter = runs_dir / "counter_training" / "p" / "counter.json"
+    _wait_for(lambda: counter.exists() and json.loads(counter.read_text())["step"] >= 2, 120, "training")
+    proc.send_signal(__import__("signal").SIGUSR1)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == jobs.EX_PREEMPTED, err[-2000:]
+    state = json.loads(counter.read_text())
+    assert 2 <= state["step"] < 40 and "done" not in state
+    data = json.loads((counter.parent / "metrics.json").read_text())
+    assert data["status"] == "preempted" and "Preempted" in data["runner"]["error"]
+
+
+# ----------------------------------------------------------------------------- a real Slurm
+def _wait_for(predicate, seconds, what):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.3)
+    raise AssertionError(f"timed out after {seconds}s waiting for {what}")
+
+
+@pytest.fixture(scope="session")
+def slurm_env(tmp_path_factory):
+    """A single-node Slurm started for this session (and stopped after it)."""
+    if sys.platform != "linux" or os.geteuid() != 0:
+        pytest.skip("a real Slurm needs root on Linux (tests/cluster/start-slurm.sh); .ci/run has it")
+    if not shutil.which("apt-get") and not shutil.which("slurmctld"):
+        pytest.skip("Slurm is not installed and apt-get is missing (Debian/Ubuntu needed)")
+    root = Path(f"/tmp/coursekit-slurm-test-{os.getpid()}")
+    env = {**os.environ, "SLURM_ROOT": str(root), "SLURM_CLEAN": "1", "FAKE_GPUS": "2", "LINK_ETC": "0"}
+    t0 = time.monotonic()
+    proc = subprocess.run(["bash", str(CLUSTER / "start-slurm.sh")], env=env, capture_output=True,
+                          text=True, timeout=600)
+    if proc.returncode != 0:
+        subprocess.run(["bash", str(CLUSTER / "stop-slurm.sh")], env=env, capture_output=True, timeout=120)
+        if not shutil.which("slurmctld"):
+            pytest.skip(f"could not install Slurm: {proc.stderr.strip()[-500:]}")
+        pytest.fail(f"start-slurm.sh failed:\n{proc.stderr[-3000:]}")
+    print(f"\n[slurm] up in {time.monotonic() - t0:.1f}s")
+    venv_bin = str(Path(sys.executable).parent)
+    job_env = {**os.environ, "SLURM_CONF": str(root / "etc" / "slurm.conf"), "CONTAINER": "none",
+               "PYTHON": sys.executable, "KIT_DIR": str(ROOT),
+               "PATH": venv_bin + os.pathsep + os.environ.get("PATH", ""),
+               "COURSEKIT_RUNS": str(tmp_path_factory.mktemp("slurm-runs"))}
+    job_env.pop("COURSEKIT_RUN_DIR", None)
+    yield job_env
+    subprocess.run(["bash", str(CLUSTER / "stop-slurm.sh")], env=env, capture_output=True, timeout=120)
+    left = [n for n in ("slurmctld", "slurmd", "munged")
+            if (root / "run" / f"{n}.pid").exists()]
+    assert not left, f"daemons left running: {left}"
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def _sbatch(env, cwd, *args) -> str:
+    proc = subprocess.run(["sbatch", "--parsable", *args], cwd=cwd, env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.strip().split(";")[0]
+
+
+def _job_field(env, job, field) -> str:
+    proc = subprocess.run(["scontrol", "show", "job", job], env=env, capture_output=True, text=True)
+    m = re.search(rf"\b{field}=(\S+)", proc.stdout)
+    return m.group(1) if m else ""
+
+
+def _wait_done(env, job, seconds=240) -> str:
+    final = ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "BOOT_FAIL")
+    _wait_for(lambda: _job_field(env, job, "JobState") in final, seconds, f"job {job} to end")
+    return _job_field(env, job, "JobState")
+
+
+def test_gpu_check_job_via_submit_helper(slurm_env, tmp_path):
+    """The real sbatch/gpu_check.sbatch with CONTAINER=none; the helper creates the missing logs/."""
+    assert not (tmp_path / "logs").exists()
+    proc = coursekit_cli("submit", "sbatch/gpu_check.sbatch", "--container", "none",
+                         "--workdir", str(tmp_path), "--profile", "tiny", "-p", "frameworks", "torch",
+                         "-p", "matmul_size", "128", env=slurm_env)
+    assert proc.returncode == 0, proc.stderr
+    job = proc.stdout.strip().splitlines()[-1]
+    assert job.isdigit() and f"scancel {job}" in proc.stdout and f"squeue -j {job}" in proc.stdout
+    assert (tmp_path / "logs").is_dir() and "created" in proc.stdout
+    assert _wait_done(slurm_env, job) == "COMPLETED", (tmp_path / f"logs/gpu_check-{job}.err").read_text()
+    folder = Path(slurm_env["COURSEKIT_RUNS"]) / "00_gpu_check" / job
+    for name in ("00_gpu_check.ipynb", "00_gpu_check.html", "metrics.json", "matmul.png"):
+        assert (folder / name).is_file(), name
+    data = json.loads((folder / "metrics.json").read_text())
+    assert data["status"] == "completed" and data["slurm_job_id"] == job
+    assert data["runner"]["attempt"] == 1 and data["profile"] == "tiny"
+    log = (tmp_path / f"logs/gpu_check-{job}.log").read_text()
+    assert f"gpu_check job {job}" in log and "attempt 1" in log
+    assert "finished with exit status 0" in log
+
+
+def test_array_sweep_runs_each_task_in_its_own_folder(slurm_env, tmp_path):
+    (tmp_path / "logs").mkdir()
+    job = _sbatch(slurm_env, tmp_path, "--array=0-2", "--cpus-per-task=1", str(ROOT / "sbatch/sweep.sbatch"),
+                  str(COUNTER_NB), "-p", "steps", "3", "-p", "step_seconds", "0", "-g", "lr", "0.1,0.2,0.3")
+    runs = Path(slurm_env["COURSEKIT_RUNS"]) / "counter_training"
+    _wait_for(lambda: all((runs / f"{job}_{i}" / "metrics.json").exists() and
+                          json.loads((runs / f"{job}_{i}" / "metrics.json").read_text())
+                          .get("runner", {}).get("status") == "completed" for i in range(3)), 300, "3 tasks")
+    xs = []
+    for i, lr in enumerate(("0.1", "0.2", "0.3")):
+        data = json.loads((runs / f"{job}_{i}" / "metrics.json").read_text())
+        assert data["runner"]["parameters"] == {"steps": 3, "step_seconds": 0, "lr": float(lr)}
+        state = json.loads((runs / f"{job}_{i}" / "counter.json").read_text())
+        assert state["done"] and state["step"] == 3
+        xs.append(state["x"])
+        log = (tmp_path / f"logs/sweep-{job}_{i}.log").read_text()
+        assert f"task {i}" in log and f"lr={lr}" in log
+    assert xs[0] < xs[1] < xs[2] < 3.0, "a larger learning rate gets closer to the minimum at 3"
+
+
+def test_warning_signal_checkpoints_requeues_and_resumes(slurm_env, tmp_path):
+    (tmp_path / "logs").mkdir()
+    job = _sbatch(slurm_env, tmp_path, str(ROOT / "sbatch/notebook.sbatch"), str(COUNTER_NB),
+                  "-p", "steps", "30", "-p", "step_seconds", "0.3")
+    folder = Path(slurm_env["COURSEKIT_RUNS"]) / "counter_training" / job
+    counter = folder / "counter.json"
+    _wait_for(lambda: counter.exists() and json.loads(counter.read_text())["step"] >= 3, 180, "training to start")
+    # what Slurm does at --signal=B:USR1@N before the time limit: USR1 to the batch shell only
+    subprocess.run(["scancel", "--batch", "--signal=USR1", job], env=slurm_env, check=True)
+    _wait_for(lambda: _job_field(slurm_env, job, "Restarts") == "1" and
+              _job_field(slurm_env, job, "JobState") == "PENDING", 120, "the job to be requeued")
+    # Slurm holds a requeued job for about two minutes (BeginTime); release it now to save time
+    subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], env=slurm_env, check=True)
+    assert _wait_done(slurm_env, job, 300) == "COMPLETED"
+    assert _job_field(slurm_env, job, "Restarts") == "1"
+    state = json.loads(counter.read_text())
+    assert state["done"] and state["step"] == 30
+    assert state["attempts"] == [1, 2]
+    assert state["resumed_from"][0] == 0 and 3 <= state["resumed_from"][1] < 30, "resumed from the checkpoint"
+    # the first attempt's notebook and record are kept beside the second's
+    first = json.loads((folder / "metrics.attempt1.json").read_text())
+    assert first["status"] == "preempted" and first["runner"]["attempt"] == 1
+    assert (folder / "counter_training.attempt1.ipynb").is_file()
+    final = json.loads((folder / "metrics.json").read_text())
+    assert final["runner"]["status"] == "completed" and final["runner"]["attempt"] == 2
+    assert not (folder / jobs.PREEMPT_FILE).exists()
+    log = (tmp_path / f"logs/notebook-{job}.log").read_text()
+    assert "requeueing job" in log and "attempt 2" in log
