@@ -147,13 +147,13 @@ def load_parallel(folder: str | Path, src: str = "en", tgt: str = "ja", detokeni
 
     folder = Path(folder).expanduser()
     report = {"source": str(folder), "format": "parallel", "empty_pairs": 0, "detokenized_ja": detokenize_ja}
+    missing = [f"{name}.{lang}" for name in SPLITS for lang in (src, tgt) if not (folder / f"{name}.{lang}").is_file()]
+    if missing:
+        raise FileNotFoundError(f"parallel corpus file(s) missing in {folder}: {', '.join(missing)} "
+                                f"(expected train/dev/test.{src} and .{tgt})")
     out = {}
     for name, key in SPLITS.items():
         paths = {lang: folder / f"{name}.{lang}" for lang in (src, tgt)}
-        missing = [str(p) for p in paths.values() if not p.is_file()]
-        if missing:
-            raise FileNotFoundError(f"parallel corpus file(s) missing: {', '.join(missing)} (expected "
-                                    f"train/dev/test.{src} and .{tgt} in {folder})")
         lines = {lang: p.read_text(encoding="utf-8").splitlines() for lang, p in paths.items()}
         if len(lines[src]) != len(lines[tgt]):
             raise ValueError(f"{paths[src].name} has {len(lines[src])} lines but {paths[tgt].name} has "

@@ -213,6 +213,7 @@ def bleu(hypotheses: list[str], references: list[str], tokenize: str = "ja-mecab
     """Corpus BLEU (and chrF) of Japanese outputs with sacrebleu; says which tokenizer it used."""
     import sacrebleu
 
+    hypotheses, references = [str(h) for h in hypotheses], [str(r) for r in references]
     if len(hypotheses) != len(references):
         raise ValueError(f"{len(hypotheses)} outputs but {len(references)} references")
     if not references:
