@@ -74,10 +74,18 @@ def test_missing_pretrained_files_say_what_to_download(tmp_path):
         kerasbert.prepare_model(tmp_path, ["x"], bert_config=str(tmp_path / "bert_config.json"),
                                 bert_checkpoint=str(tmp_path / "model.ckpt-1400000"),
                                 spm_model=str(tmp_path / "wiki-ja.model"))
+    assert kerasbert.BERT_JAPANESE_CONFIG["vocab_size"] == 32000  # the full profile's model
     with pytest.raises(ValueError, match="all three"):
         kerasbert.prepare_model(tmp_path, ["x"], bert_config="a.json")
     with pytest.raises(FileNotFoundError, match="saved model not found"):
         kerasbert.load(tmp_path / "none.h5")
+
+
+def test_prepare_model_accepts_given_files(tiny_ckpt, encoder):
+    prefix, _ = tiny_ckpt
+    files = kerasbert.prepare_model("unused", [], bert_config=str(prefix.parent / "bert_config.json"),
+                                    bert_checkpoint=str(prefix), spm_model=str(encoder.sp_path))
+    assert files["pretrained"] is True and files["checkpoint"] == prefix
 
 
 @pytest.fixture(scope="module")

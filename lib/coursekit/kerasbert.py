@@ -117,7 +117,7 @@ def write_checkpoint(out_dir: str | Path, bert_config: dict,
         with tf.compat.v1.Session(graph=graph) as sess:
             sess.run(tf.compat.v1.global_variables_initializer())
             saver.save(sess, str(prefix), write_meta_graph=False)
-    (out / CONFIG_NAME).write_text(json.dumps(bert_config, indent=2) + "\n", encoding="utf-8")
+    write_config(bert_config, out / CONFIG_NAME)
     return prefix
 
 
@@ -149,13 +149,31 @@ def check_pretrained_files(config_path: str | Path, checkpoint: str | Path,
                                 (f"\n{hint}" if hint else ""))
 
 
+# bert_config.json of yoheikikuta/bert-japanese (its config.ini, section [BERT-CONFIG]); the Google Drive
+# folder holds the checkpoint and the SentencePiece model but no bert_config.json.
+BERT_JAPANESE_CONFIG = {
+    "attention_probs_dropout_prob": 0.1, "hidden_act": "gelu", "hidden_dropout_prob": 0.1,
+    "hidden_size": 768, "initializer_range": 0.02, "intermediate_size": 3072,
+    "max_position_embeddings": 512, "num_attention_heads": 12, "num_hidden_layers": 12,
+    "type_vocab_size": 2, "vocab_size": 32000,
+}
 PRETRAINED_HINT = (
-    "The full profile uses the SentencePiece + BERT Japanese Wikipedia model of yoheikikuta/bert-japanese:\n"
-    "  download wiki-ja.model, model.ckpt-1400000.index, model.ckpt-1400000.meta,\n"
-    "  model.ckpt-1400000.data-00000-of-00001 and bert_config.json from the Google Drive folder\n"
-    "  linked in https://github.com/yoheikikuta/bert-japanese (README, 'Pretrained models') into\n"
-    "  models/bert-japanese/ of the kit, or pass -p bert_config PATH -p bert_checkpoint PREFIX\n"
-    "  -p spm_model PATH. Or run the tiny profile, which writes its own small BERT.")
+    "The full profile fine-tunes the SentencePiece + BERT Japanese Wikipedia model of yoheikikuta/bert-japanese:\n"
+    "  1. download wiki-ja.model and model.ckpt-1400000.{index,meta,data-00000-of-00001} from the Google Drive\n"
+    "     folder linked in https://github.com/yoheikikuta/bert-japanese (README, 'Pretrained models':\n"
+    "     https://drive.google.com/drive/folders/1Zsm9DD40lrUVu6iAnIuTH2ODIkh-WM-O) into models/bert-japanese/;\n"
+    "  2. write its bert_config.json (not in that folder): python -c \"from coursekit import kerasbert; "
+    "kerasbert.write_config(kerasbert.BERT_JAPANESE_CONFIG, 'models/bert-japanese/bert_config.json')\"\n"
+    "  or pass -p bert_config PATH -p bert_checkpoint PREFIX -p spm_model PATH.\n"
+    "  Or run the tiny profile, which writes its own small BERT.")
+
+
+def write_config(config: dict, path: str | Path) -> Path:
+    """Write a bert_config.json."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    return path
 
 
 def prepare_model(out_dir: str | Path, train_texts: Sequence[str], *, bert_config: str = "",
@@ -193,10 +211,12 @@ class SentencePieceEncoder:
     shapes only (each new shape costs a retrace).
     """
 
-    def __init__(self, model_path: str | Path, seq_len: int, multiple: int = 16):
+    def __init__(self, model_path: str | Path, seq_len: int, multiple: int = 16, lowercase: bool = False):
         from .spm import load
 
         self.sp = load(model_path)
+        self.sp_path = Path(model_path)
+        self.lowercase = lowercase  # yoheikikuta's wiki-ja model was trained on lower-cased text
         self.seq_len = int(seq_len)
         self.multiple = int(multiple)
         self.cls_id = self._special("[CLS]", "<s>")
@@ -211,7 +231,7 @@ class SentencePieceEncoder:
 
     def ids(self, texts: Sequence[str]) -> list[list[int]]:
         """[CLS] + pieces + [SEP], truncated to seq_len (one SentencePiece call for the batch)."""
-        pieces = self.sp.encode(list(texts))
+        pieces = self.sp.encode([t.lower() for t in texts] if self.lowercase else list(texts))
         keep = self.seq_len - 2
         return [[self.cls_id, *p[:keep], self.sep_id] for p in pieces]
 
