@@ -128,6 +128,12 @@ NOTEBOOKS: dict[str, dict[str, Param]] = {
         "checkpoint_dir": Param(str, "", "", "where checkpoints go and resume from; empty: checkpoints/ in the run folder"),
         "seed": Param(int, 0, 0, "seed of the tiny model and training"),
     },
+    "01_container_build": {
+        "def_file": Param(str, "defs/keras-bert.def", "defs/keras-bert.def",
+                          "definition file shown and checked (relative to the kit)"),
+        "build": Param(bool, False, True, "build the image (needs apptainer or singularity and fakeroot)"),
+        "sandbox": Param(bool, False, False, "build a writable sandbox folder instead of a .sif"),
+    },
 }
 
 
