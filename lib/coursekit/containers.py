@@ -156,11 +156,12 @@ def check_def(path: str | Path, requirements: str | Path | None = None) -> list[
 
 # ----------------------------------------------------------------------------- test variant
 def cpu_test_variant(path: str | Path, *, release: str = "bookworm",
-                     mirror: str = "http://deb.debian.org/debian") -> str:
+                     mirror: str = "http://deb.debian.org/debian", ca_bundle: str | None = None) -> str:
     """A .def text for a CPU test image GENERATED from a real .def: a Debian debootstrap base instead
     of the GPU image (Docker Hub is out of reach in CI), the real %files, %environment, %test, %labels
     and %help verbatim, and the real %post with its pip requirements minus the heavy frameworks
-    (HEAVY: gigabytes, minutes), after installing python3 + pip from Debian."""
+    (HEAVY: gigabytes, minutes), after installing python3 + pip from Debian. `ca_bundle`: a CA file
+    copied in for pip, for networks whose proxy re-signs TLS (the build cannot see the host's)."""
     d = parse_def(path)
     post = d.sections["post"]
     # drop the heavy requirements from the pip command lines (continuation lines included)
@@ -175,12 +176,16 @@ def cpu_test_variant(path: str | Path, *, release: str = "bookworm",
                 "    apt-get update -qq\n"
                 "    apt-get install -y -qq --no-install-recommends python3 python3-pip >/dev/null\n"
                 "    export PIP_BREAK_SYSTEM_PACKAGES=1\n"
+                + ("    export PIP_CERT=/opt/build-ca.crt\n" if ca_bundle else "") +
                 "    # --- the real %post ---\n")
     parts = [f"Bootstrap: debootstrap\nOSVersion: {release}\nMirrorURL: {mirror}\n",
              f"# GENERATED from {Path(path).name} by coursekit.containers.cpu_test_variant: do not edit\n"]
     for name in ("labels", "help", "files", "environment"):
-        if name in d.sections:
-            parts.append(f"%{name}\n{d.sections[name]}\n")
+        text = d.sections.get(name)
+        if name == "files" and ca_bundle:
+            text = (text + "\n" if text else "") + f"    {ca_bundle} /opt/build-ca.crt"
+        if text is not None:
+            parts.append(f"%{name}\n{text}\n")
     parts.append("%post\n" + preamble + "\n".join(kept) + "\n")
     parts.append(f"%test\n{d.sections['test']}\n")
     return "\n".join(parts)
