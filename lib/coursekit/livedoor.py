@@ -284,7 +284,7 @@ def plot_corpus(corpus: Corpus, used: Corpus | None = None, max_chars: int = 0):
     a.barh(names, list(corpus.counts().values()), color="tab:blue", label="コーパス全体")
     if used is not None and len(used) < len(corpus):
         a.barh(names, list(used.counts().values()), color="tab:orange", label="この実行で使う記事")
-        a.legend(loc="lower right")
+        a.legend(loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=2, fontsize="small")
     a.invert_yaxis()
     a.set_xlabel("記事数")
     a.set_title("ジャンルごとの記事数")
