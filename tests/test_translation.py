@@ -178,6 +178,10 @@ def test_tokenizer_reloads_and_round_trips(toy, tmp_path):
     assert tok.decode(ids, skip_special_tokens=True) == text
     tok.save_pretrained(tmp_path)
     assert AutoTokenizer.from_pretrained(tmp_path)(text)["input_ids"] == tok(text)["input_ids"]
+    # a resumed job finds the saved tokenizer and keeps its vocabulary, whatever the data now
+    other = alt.load_parallel(write_parallel(tmp_path / "other", sizes=(5, 1, 1)))[0]["train"]
+    again = translation.build_tiny_tokenizer(other, tmp_path, vocab_size=40)
+    assert again.get_vocab() == tok.get_vocab()
 
 
 def test_tiny_bart_learns_and_resumes_after_interruption(toy, tmp_path):

@@ -19,7 +19,7 @@ def test_bart_notebook_runs_on_generated_data(runs_dir, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     folder = runs_dir / "03_bart_translation" / "t3"
     for name in ("03_bart_translation.ipynb", "03_bart_translation.html", "metrics.json", "loss.png",
-                 "lengths.png", "token_lengths.png", "phases.png", "tokenizer/spiece.model"):
+                 "lengths.png", "token_lengths.png", "phases.png", "checkpoints/tokenizer/spiece.model"):
         assert (folder / name).is_file(), name
     assert (folder / "checkpoints" / "checkpoint-40").is_dir(), "a checkpoint after each epoch"
     record = json.loads((folder / "metrics.json").read_text())

@@ -40,14 +40,19 @@ def precision() -> dict:
 
 # ------------------------------------------------------------------------- tokenizer + model
 def build_tiny_tokenizer(train, out_dir: str | Path, vocab_size: int = 4000, src: str = "en",
-                         tgt: str = "ja", max_sentences: int = 200_000):
+                         tgt: str = "ja", max_sentences: int = 200_000, reuse: bool = True):
     """Train one SentencePiece vocabulary on both languages of the training split and wrap it as a
     transformers tokenizer (saved in out_dir, reloadable with AutoTokenizer.from_pretrained).
+    reuse: a tokenizer already saved in out_dir is loaded instead, so a resumed job keeps the
+    vocabulary its checkpoints were trained with.
 
     Ids: 0 <pad>, 1 <unk>, 2 <s>, 3 </s>; every encoded sentence ends with </s>."""
-    from transformers import T5Tokenizer
+    from transformers import AutoTokenizer, T5Tokenizer
 
     out_dir = Path(out_dir)
+    if reuse and (out_dir / "tokenizer_config.json").is_file():
+        print(f"reusing the tokenizer saved in {out_dir}")
+        return AutoTokenizer.from_pretrained(str(out_dir))
     n = min(len(train), max_sentences // 2)
     texts = list(train[src][:n]) + list(train[tgt][:n])
     model_file = spm.train_sentencepiece(texts, out_dir / "sp" / "spiece", vocab_size=vocab_size,
@@ -106,17 +111,19 @@ def tokenize(dsd, tokenizer, max_length: int = 128, src: str = "en", tgt: str = 
 def make_trainer(model, tokenizer, train_data, eval_data, output_dir: str | Path, *, epochs: int = 3,
                  batch_size: int = 32, learning_rate: float = 5e-5, max_steps: int = -1,
                  logging_steps: int | None = None, seed: int = 0, max_length: int = 128,
-                 pad_to_max: bool = False, save_total_limit: int = 2, callbacks: Iterable = ()):
+                 pad_to_max: bool = False, save_total_limit: int = 2, callbacks: Iterable = (),
+                 **overrides):
     """A Seq2SeqTrainer that evaluates and checkpoints every epoch into output_dir.
 
     Batches are padded dynamically (to their longest sequence) by DataCollatorForSeq2Seq;
-    pad_to_max=True pads every batch to max_length instead (for the speed comparison)."""
+    pad_to_max=True pads every batch to max_length instead (for the speed comparison).
+    overrides: any other Seq2SeqTrainingArguments (e.g. save_strategy="no")."""
     from transformers import DataCollatorForSeq2Seq, Seq2SeqTrainer, Seq2SeqTrainingArguments
 
     prec = precision()
     steps_per_epoch = max(1, -(-len(train_data) // batch_size))
     total = max_steps if max_steps > 0 else steps_per_epoch * epochs
-    args = Seq2SeqTrainingArguments(
+    settings = dict(
         output_dir=str(output_dir), num_train_epochs=epochs, max_steps=max_steps,
         per_device_train_batch_size=batch_size, per_device_eval_batch_size=batch_size,
         learning_rate=learning_rate, warmup_steps=min(500, total // 10), weight_decay=0.01,
@@ -126,6 +133,7 @@ def make_trainer(model, tokenizer, train_data, eval_data, output_dir: str | Path
         bf16=prec["bf16"], fp16=prec["fp16"], use_cpu=prec["device"] == "cpu",
         seed=seed, data_seed=seed, report_to="none", dataloader_num_workers=0,
         disable_tqdm=False)
+    args = Seq2SeqTrainingArguments(**{**settings, **overrides})
     collator = DataCollatorForSeq2Seq(
         tokenizer, model=model, padding="max_length" if pad_to_max else "longest",
         max_length=max_length if pad_to_max else None)
