@@ -118,7 +118,8 @@ NOTEBOOKS: dict[str, dict[str, Param]] = {
         "vocab_size": Param(int, 4000, 4000, "SentencePiece vocabulary of the tiny BART (tiny only)"),
         "d_model": Param(int, 128, 128, "hidden size of the tiny BART (tiny only)"),
         "layers": Param(int, 2, 2, "encoder and decoder layers of the tiny BART (tiny only)"),
-        "max_length": Param(int, 64, 128, "longest token sequence, source and target"),
+        "max_length": Param(int, 64, 256, "longest token sequence, source and target (bart-base's byte-level "
+                            "vocabulary makes Japanese targets long)"),
         "epochs": Param(int, 3, 5, "training epochs (a checkpoint after each)"),
         "batch_size": Param(int, 32, 32, "sentence pairs per training step"),
         "learning_rate": Param(float, 1e-3, 5e-5, "peak learning rate after warm-up"),
