@@ -92,7 +92,7 @@ def lookup(data: Any, keys: list[str], where: str) -> Any:
 def markdown_table(rows: Any, where: str, limit: int | None = None) -> str:
     """A list of dicts (or a dict of scalars) as a Markdown table, its first `limit` rows."""
     if isinstance(rows, dict):
-        rows = [{"name": k, "value": v} for k, v in rows.items()]
+        rows = [{"項目": k, "値": v} for k, v in rows.items()]
     if not rows or not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
         raise SlidesError(f"{where}: |table needs a non-empty list of objects")
     rows = rows[:limit]
