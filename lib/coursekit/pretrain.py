@@ -49,10 +49,20 @@ def train_tokenizer(sentences: Sequence[str], out_dir: str | Path, vocab_size: i
 
     Raises ValueError when the corpus cannot fill `vocab_size` pieces (SentencePiece would quietly
     make a smaller vocabulary): the message says the largest size this corpus supports."""
+    import re
+
     out = Path(out_dir)
-    model = train_sentencepiece(sentences, out / "spiece", vocab_size=vocab_size,
-                                character_coverage=character_coverage,
-                                input_sentence_size=input_sentence_size)
+    try:
+        model = train_sentencepiece(sentences, out / "spiece", vocab_size=vocab_size,
+                                    character_coverage=character_coverage,
+                                    input_sentence_size=input_sentence_size)
+    except RuntimeError as err:
+        chars = re.search(r"required_chars\. \d+ vs (\d+)", str(err))
+        if not chars:
+            raise
+        raise ValueError(f"vocab_size={vocab_size} is smaller than the {chars.group(1)} distinct characters "
+                         f"that character_coverage={character_coverage} keeps: raise vocab_size above "
+                         f"{chars.group(1)} or lower character_coverage (e.g. 0.995)") from None
     from .spm import load
 
     found = load(model).get_piece_size()
@@ -202,12 +212,12 @@ def train_mlm(model, tokenizer, train: list[dict], valid: list[dict], out_dir: s
     (the last two kept). With `resume`, continues from the newest checkpoint in out_dir (a job
     killed or requeued by Slurm picks up where it stopped). Returns the Trainer
     (trainer.state.log_history holds the losses)."""
-    from transformers import Trainer, TrainingArguments
-
     if not train:
         raise ValueError("no training examples (is the corpus empty?)")
     if not valid:
         raise ValueError("no validation examples: raise valid_fraction or give more text")
+    from transformers import Trainer, TrainingArguments
+
     args = TrainingArguments(
         output_dir=str(out_dir), max_steps=max_steps, per_device_train_batch_size=batch_size,
         per_device_eval_batch_size=batch_size, gradient_accumulation_steps=grad_accum,
