@@ -31,6 +31,9 @@ def test_fill_formats_values_tables_and_plots(tmp_path):
     assert (tmp_path / "figures" / "bart_loss_eval_loss.png").exists()
     assert out.count("| a\\|b | x |") == 1                     # |table:0 has no rows
     assert out.endswith("x") and missing == set()
+    long, _ = slides.fill("{{bart.metrics.samples|table}}",
+                          {"bart": {"metrics": {"samples": [{"hyp": "。" * 200}]}}}, "t.md")
+    assert "| " + "。" * (slides.CELL_CHARS - 1) + "… |" in long                # cut to fit a slide
 
 
 def test_missing_source_file_is_shown_and_named():

@@ -32,6 +32,7 @@ DECKS = SLIDES / "decks"
 THEMES = SLIDES / "themes"
 OUT = SLIDES / "out"
 THEME = "coursekit"
+CELL_CHARS = 40          # longer table cells are cut (a slide has no room for them)
 CHROMIUM = ("chromium", "chromium-browser", "google-chrome")
 
 # Placeholder prefix -> metrics file of a real tiny-profile run (relative to the checkout).
@@ -97,7 +98,12 @@ def markdown_table(rows: Any, where: str, limit: int | None = None) -> str:
         raise SlidesError(f"{where}: |table needs a non-empty list of objects")
     rows = rows[:limit]
     cols = list(dict.fromkeys(k for r in rows for k in r))
-    cell = lambda v: str(v if v is not None else "").replace("|", "\\|").replace("\n", " ")
+
+    def cell(value: Any) -> str:  # one line, at most CELL_CHARS characters, pipes escaped
+        text = str(value if value is not None else "").replace("\n", " ")
+        text = text if len(text) <= CELL_CHARS else text[:CELL_CHARS - 1] + "…"
+        return text.replace("|", "\\|")
+
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     lines += ["| " + " | ".join(cell(r.get(c)) for c in cols) + " |" for r in rows]
     return "\n".join(lines)
