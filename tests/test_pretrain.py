@@ -137,6 +137,8 @@ def test_slow_and_fast_tokenizers_give_identical_ids(sample_tokenizer):
     ids = fast("今日の天気は[MASK]です。")["input_ids"]
     assert ids[0] == 4 and ids[-1] == 5 and 6 in ids
     assert fast.tokenize("がぎ") != ["▁", "か", "き"], "accents (dakuten) are kept"
+    reused = pretrain.train_tokenizer(["別の文。"], fast.name_or_path, vocab_size=50, reuse=True)
+    assert reused.get_vocab() == fast.get_vocab(), "a resumed job keeps the vocabulary of its checkpoints"
 
 
 def test_slow_and_fast_agree_on_real_livedoor_text(tmp_path):
@@ -311,7 +313,8 @@ def test_notebook_04_runs_on_generated_text(runs_dir, tmp_path):
 
     folder = corpora.write_sample_folder(tmp_path / "text", n_documents=240)
     proc = coursekit_cli("run", "notebooks/04_bert_pretraining.ipynb", "--profile", "tiny", "--name", "t1",
-                         "-p", "corpus", str(folder), "-p", "vocab_size", "150", "-p", "hidden_size", "64",
+                         "-p", "corpus", str(folder), "-p", "valid_fraction", "0.05", "-p", "test_fraction", "0.05",
+                         "-p", "vocab_size", "150", "-p", "hidden_size", "64",
                          "-p", "intermediate_size", "128", "-p", "batch_size", "16", "-p", "steps", "80",
                          "-p", "learning_rate", "0.003", "-p", "warmup_steps", "8", "-p", "eval_every", "40",
                          "-p", "save_every", "40", "-p", "phase2_steps", "6", "-p", "phase2_seq_len", "128",

@@ -44,14 +44,19 @@ class SentencePieceBertTokenizer(SentencePieceBackend):
 
 def train_tokenizer(sentences: Sequence[str], out_dir: str | Path, vocab_size: int, *,
                     character_coverage: float = 0.9995, input_sentence_size: int = 1_000_000,
-                    model_max_length: int = 512):
+                    model_max_length: int = 512, reuse: bool = False):
     """Train SentencePiece (unigram) on the sentences and return the fast transformers tokenizer.
+    With `reuse`, a spiece.model already in out_dir is loaded instead (a resumed job must keep the
+    vocabulary its checkpoints were trained with).
 
     Raises ValueError when the corpus cannot fill `vocab_size` pieces (SentencePiece would quietly
     make a smaller vocabulary): the message says the largest size this corpus supports."""
     import re
 
     out = Path(out_dir)
+    if reuse and (out / "spiece.model").is_file():
+        print(f"reusing the tokenizer in {out}")
+        return load_tokenizer(out, model_max_length=model_max_length)
     try:
         model = train_sentencepiece(sentences, out / "spiece", vocab_size=vocab_size,
                                     character_coverage=character_coverage,
