@@ -137,8 +137,10 @@ def test_slow_and_fast_tokenizers_give_identical_ids(sample_tokenizer):
     ids = fast("今日の天気は[MASK]です。")["input_ids"]
     assert ids[0] == 4 and ids[-1] == 5 and 6 in ids
     assert fast.tokenize("がぎ") != ["▁", "か", "き"], "accents (dakuten) are kept"
-    reused = pretrain.train_tokenizer(["別の文。"], fast.name_or_path, vocab_size=50, reuse=True)
+    reused = pretrain.train_tokenizer(["別の文。"], fast.name_or_path, vocab_size=120, reuse=True)
     assert reused.get_vocab() == fast.get_vocab(), "a resumed job keeps the vocabulary of its checkpoints"
+    with pytest.raises(ValueError, match="holds a tokenizer of 120 pieces, not vocab_size=50"):
+        pretrain.train_tokenizer(["別の文。"], fast.name_or_path, vocab_size=50, reuse=True)
 
 
 def test_slow_and_fast_agree_on_real_livedoor_text(tmp_path):
@@ -203,36 +205,52 @@ def _tiny_model(tokenizer):
                               max_positions=64, seed=0)
 
 
-def test_training_resumes_from_the_last_checkpoint_after_an_interruption(sample_tokenizer, tmp_path):
+def test_training_resumes_after_a_kill_and_after_a_slurm_warning(sample_tokenizer, tmp_path, monkeypatch):
     from transformers import TrainerCallback
+
+    from coursekit import jobs
+
+    monkeypatch.setenv("COURSEKIT_RUN_DIR", str(tmp_path))  # where the runner writes the PREEMPT file
 
     class Killed(Exception):
         pass
 
-    class KillAt(TrainerCallback):
-        def on_step_end(self, args, state, control, **kwargs):
-            if state.global_step == 25:
-                raise Killed("job killed")
-
-    class Steps(TrainerCallback):
-        seen = []
+    class At(TrainerCallback):
+        def __init__(self, step, action):
+            self.step, self.action, self.seen = step, action, []
 
         def on_step_end(self, args, state, control, **kwargs):
             self.seen.append(state.global_step)
+            if state.global_step == self.step:
+                self.action()
+
+    def kill():
+        raise Killed("job killed")
 
     train, valid = _tiny_setup(sample_tokenizer)
-    args = dict(max_steps=40, batch_size=8, learning_rate=2e-3, warmup_steps=4, eval_every=20, save_every=20)
+    out = tmp_path / "phase1"
+    args = dict(max_steps=40, batch_size=8, learning_rate=2e-3, warmup_steps=4, eval_every=10, save_every=10)
+    # 1. killed hard at step 15: the periodic checkpoint of step 10 is what is left
     with pytest.raises(Killed):
-        pretrain.train_mlm(_tiny_model(sample_tokenizer), sample_tokenizer, train, valid, tmp_path,
-                           callbacks=[KillAt()], **args)
-    assert pretrain.last_checkpoint(tmp_path).endswith("checkpoint-20")
-    trainer = pretrain.train_mlm(_tiny_model(sample_tokenizer), sample_tokenizer, train, valid, tmp_path,
-                                 callbacks=[Steps()], **args)
-    assert trainer.state.global_step == 40
-    assert Steps.seen == list(range(21, 41)), "the resumed run starts after the checkpoint, not at step 0"
-    assert pretrain.last_checkpoint(tmp_path).endswith("checkpoint-40")
-    evals = [row for row in trainer.state.log_history if "eval_loss" in row]
-    assert [row["step"] for row in evals] == [20, 40], "the log of the first job is part of the checkpoint"
+        pretrain.train_mlm(_tiny_model(sample_tokenizer), sample_tokenizer, train, valid, out,
+                           callbacks=[At(15, kill)], **args)
+    assert pretrain.last_checkpoint(out).endswith("checkpoint-10")
+    # 2. resumed at step 11; Slurm's warning arrives during step 25: checkpoint at the next step
+    #    end (26, not a multiple of save_every), stop for requeue
+    warned = At(25, lambda: jobs.request_stop(tmp_path))
+    with pytest.raises(jobs.Preempted, match="after step 26"):
+        pretrain.train_mlm(_tiny_model(sample_tokenizer), sample_tokenizer, train, valid, out,
+                           callbacks=[warned], **args)
+    assert warned.seen[0] == 11, "resumed after the checkpoint, not from step 0"
+    assert pretrain.last_checkpoint(out).endswith("checkpoint-26")
+    # 3. the requeued job finishes from step 27
+    jobs.clear_stop(tmp_path)
+    steps = At(0, None)
+    trainer = pretrain.train_mlm(_tiny_model(sample_tokenizer), sample_tokenizer, train, valid, out,
+                                 callbacks=[steps], **args)
+    assert steps.seen == list(range(27, 41)) and trainer.state.global_step == 40
+    evals = [row["step"] for row in trainer.state.log_history if "eval_loss" in row]
+    assert evals == [10, 20, 30, 40], "the log of the earlier jobs travels with the checkpoint"
 
 
 @pytest.fixture(scope="module")

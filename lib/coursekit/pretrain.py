@@ -22,6 +22,7 @@ import numpy as np
 
 from transformers.tokenization_utils_sentencepiece import SentencePieceBackend
 
+from . import jobs
 from .spm import train_sentencepiece
 
 TOKENIZER_OPTIONS = {"do_lower_case": False, "keep_accents": True}
@@ -55,8 +56,12 @@ def train_tokenizer(sentences: Sequence[str], out_dir: str | Path, vocab_size: i
 
     out = Path(out_dir)
     if reuse and (out / "spiece.model").is_file():
+        tokenizer = load_tokenizer(out, model_max_length=model_max_length)
+        if len(tokenizer) != vocab_size:
+            raise ValueError(f"{out} holds a tokenizer of {len(tokenizer)} pieces, not vocab_size={vocab_size}: "
+                             "an earlier job with other settings used this work_dir; give a new one")
         print(f"reusing the tokenizer in {out}")
-        return load_tokenizer(out, model_max_length=model_max_length)
+        return tokenizer
     try:
         model = train_sentencepiece(sentences, out / "spiece", vocab_size=vocab_size,
                                     character_coverage=character_coverage,
@@ -215,8 +220,9 @@ def train_mlm(model, tokenizer, train: list[dict], valid: list[dict], out_dir: s
     """Masked-LM training with the Trainer: linear warm-up and decay, clipping at 1.0, gradient
     accumulation, validation loss every `eval_every` steps, a checkpoint every `save_every` steps
     (the last two kept). With `resume`, continues from the newest checkpoint in out_dir (a job
-    killed or requeued by Slurm picks up where it stopped). Returns the Trainer
-    (trainer.state.log_history holds the losses)."""
+    killed or requeued by Slurm picks up where it stopped). When Slurm warns that the job will end
+    (coursekit.jobs), a checkpoint is saved and jobs.Preempted raised so the job is requeued.
+    Returns the Trainer (trainer.state.log_history holds the losses)."""
     if not train:
         raise ValueError("no training examples (is the corpus empty?)")
     if not valid:
@@ -233,11 +239,12 @@ def train_mlm(model, tokenizer, train: list[dict], valid: list[dict], out_dir: s
         disable_tqdm=False, **precision())
     trainer = Trainer(model=model, args=args, train_dataset=train, eval_dataset=valid,
                       data_collator=MaskingCollator(tokenizer, mlm_probability),
-                      processing_class=tokenizer, callbacks=list(callbacks))
+                      processing_class=tokenizer, callbacks=[jobs.PreemptionCallback(), *callbacks])
     start = last_checkpoint(out_dir) if resume else None
     if start:
         print(f"resuming from {start}")
     trainer.train(resume_from_checkpoint=start)
+    jobs.raise_if_preempted(trainer)
     return trainer
 
 
