@@ -74,13 +74,18 @@ def metric_by_param(ax, infos, metric: str, param: str) -> None:
     ax.set_title(f"{metric} と {param}")
 
 
-def overlay_curves(ax, infos, curve: str, key: str, x: str = "step") -> None:
-    """The same training curve (e.g. curve "loss", key "eval_loss") of several runs on one axes."""
+def overlay_curves(ax, infos, curve: str, key: str, x: str | None = None) -> None:
+    """The same training curve (e.g. curve "loss", key "eval_loss") of several runs on one axes.
+    The x axis is `x`, else "step" where the points have it, else "epoch"."""
+    used = set()
     for info in infos:
-        points = [p for p in info.curves.get(curve, []) if p.get(key) is not None and x in p]
+        points = info.curves.get(curve, [])
+        axis = x or ("step" if any("step" in p for p in points) else "epoch")
+        points = [p for p in points if p.get(key) is not None and p.get(axis) is not None]
         if points:
-            ax.plot([p[x] for p in points], [p[key] for p in points], marker=".", label=_label(info))
-    ax.set_xlabel(x)
+            used.add(axis)
+            ax.plot([p[axis] for p in points], [p[key] for p in points], marker=".", label=_label(info))
+    ax.set_xlabel(" / ".join(sorted(used)) or (x or "step"))
     ax.set_ylabel(key)
     ax.set_title(f"{curve}: {key}")
     if ax.get_legend_handles_labels()[0]:
