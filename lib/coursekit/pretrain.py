@@ -382,12 +382,12 @@ def export(model, tokenizer, out_dir: str | Path) -> dict[str, Path]:
     hf = out / "hf"
     model.save_pretrained(hf)
     tokenizer.save_pretrained(hf)
-    spiece = Path(tokenizer.vocab_file) if getattr(tokenizer, "vocab_file", None) else None
-    if spiece is None or not spiece.is_file():
-        spiece = hf / "spiece.model"
+    spiece = hf / "spiece.model"  # save_pretrained copies it from the tokenizer's folder
     if not spiece.is_file():
-        raise FileNotFoundError(f"the tokenizer's spiece.model was not found (looked at {spiece})")
-    shutil.copyfile(spiece, hf / "spiece.model") if spiece != hf / "spiece.model" else None
+        source = Path(tokenizer.name_or_path) / "spiece.model"
+        if not source.is_file():
+            raise FileNotFoundError(f"the tokenizer's spiece.model was not found (looked at {source})")
+        shutil.copyfile(source, spiece)
     prefix = write_checkpoint(out / "tf", google_config(model), google_weights(model))
     shutil.copyfile(spiece, out / "tf" / "spiece.model")
     return {"hf": hf, "tf_config": out / "tf" / "bert_config.json", "tf_checkpoint": prefix,
