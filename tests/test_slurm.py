@@ -98,6 +98,18 @@ def _wait_for(predicate, seconds, what):
     raise AssertionError(f"timed out after {seconds}s waiting for {what}")
 
 
+def _free_ports(n: int) -> list[int]:
+    import socket
+
+    sockets = [socket.socket() for _ in range(n)]
+    for sock in sockets:
+        sock.bind(("127.0.0.1", 0))
+    ports = [sock.getsockname()[1] for sock in sockets]
+    for sock in sockets:
+        sock.close()
+    return ports
+
+
 @pytest.fixture(scope="session")
 def slurm_env(tmp_path_factory):
     """A single-node Slurm started for this session (and stopped after it)."""
@@ -106,7 +118,9 @@ def slurm_env(tmp_path_factory):
     if not shutil.which("apt-get") and not shutil.which("slurmctld"):
         pytest.skip("Slurm is not installed and apt-get is missing (Debian/Ubuntu needed)")
     root = Path(f"/tmp/coursekit-slurm-test-{os.getpid()}")
-    env = {**os.environ, "SLURM_ROOT": str(root), "SLURM_CLEAN": "1", "FAKE_GPUS": "2", "LINK_ETC": "0"}
+    ctld_port, d_port = _free_ports(2)  # another test session may run its own cluster meanwhile
+    env = {**os.environ, "SLURM_ROOT": str(root), "SLURM_CLEAN": "1", "FAKE_GPUS": "2", "LINK_ETC": "0",
+           "SLURMCTLD_PORT": str(ctld_port), "SLURMD_PORT": str(d_port)}
     t0 = time.monotonic()
     proc = subprocess.run(["bash", str(CLUSTER / "start-slurm.sh")], env=env, capture_output=True,
                           text=True, timeout=600)
@@ -218,3 +232,66 @@ def test_warning_signal_checkpoints_requeues_and_resumes(slurm_env, tmp_path):
     assert not (folder / jobs.PREEMPT_FILE).exists()
     log = (tmp_path / f"logs/notebook-{job}.log").read_text()
     assert "requeueing job" in log and "attempt 2" in log
+
+
+# ----------------------------------------------------------------------------- a real container
+APPTAINER_PREFIX = Path("/tmp/coursekit-apptainer")
+
+
+@pytest.fixture(scope="session")
+def cpu_image(tmp_path_factory):
+    """A CPU test image built with `apptainer build --fakeroot --sandbox` from the variant GENERATED from
+    defs/transformers.def (debootstrap base; the real %files/%environment/%test; %post without the
+    heavy frameworks). Apptainer comes from tests/cluster/install-apptainer.sh (root, Debian)."""
+    from coursekit import containers
+
+    if sys.platform != "linux" or os.geteuid() != 0:
+        pytest.skip("building an image needs root on Linux (tests/cluster/install-apptainer.sh); .ci/run has it")
+    runtime = containers.find_runtime()
+    if not runtime:
+        t0 = time.monotonic()
+        proc = subprocess.run(["bash", str(CLUSTER / "install-apptainer.sh")], capture_output=True, text=True,
+                              env={**os.environ, "PREFIX": str(APPTAINER_PREFIX / "prefix"),
+                                   "WORK": str(APPTAINER_PREFIX / "work")}, timeout=600)
+        runtime = str(APPTAINER_PREFIX / "prefix/usr/bin/apptainer")
+        if proc.returncode != 0 or not Path(runtime).exists():
+            pytest.skip(f"Apptainer could not be installed here: {proc.stderr.strip()[-500:]}")
+        print(f"\n[apptainer] installed in {time.monotonic() - t0:.1f}s")
+    folder = tmp_path_factory.mktemp("image")
+    variant = folder / "transformers-cpu.def"
+    ca = os.environ.get("PIP_CERT") or os.environ.get("SSL_CERT_FILE")
+    variant.write_text(containers.cpu_test_variant(ROOT / "defs/transformers.def",
+                                                   ca_bundle=ca if ca and Path(ca).is_file() else None))
+    t0 = time.monotonic()
+    # a sandbox (folder) image: the same build, without a minute of squashfs compression on 2 cores
+    image = containers.build(variant, folder / "transformers-cpu", sandbox=True, runtime=runtime, cwd=ROOT)
+    print(f"\n[apptainer] CPU test image (sandbox) built in {time.monotonic() - t0:.1f}s")
+    return runtime, image
+
+
+def test_cpu_test_image_passes_its_test_section(cpu_image):
+    runtime, image = cpu_image
+    proc = subprocess.run([runtime, "test", str(image)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    report = proc.stdout
+    assert "Container: none" not in report and "Container: " in report, "the check knows it is in a container"
+    assert "PYTHONNOUSERSITE: set" in report, "%environment of the real .def is in effect"
+    assert "No GPU is visible" in report
+
+
+def test_notebook_00_runs_inside_the_image_as_a_slurm_job(cpu_image, slurm_env, tmp_path):
+    runtime, image = cpu_image
+    env = {**slurm_env, "PYTHON": "python3", "RUNTIME": runtime}
+    env.pop("CONTAINER")
+    proc = coursekit_cli("submit", "sbatch/gpu_check.sbatch", "--container", str(image),
+                         "--workdir", str(tmp_path), "--profile", "tiny", "-p", "frameworks", "torch", env=env)
+    assert proc.returncode == 0, proc.stderr
+    job = proc.stdout.strip().splitlines()[-1]
+    state = _wait_done(env, job, 300)
+    assert state == "COMPLETED", (tmp_path / f"logs/gpu_check-{job}.err").read_text()[-3000:]
+    folder = Path(env["COURSEKIT_RUNS"]) / "00_gpu_check" / job
+    data = json.loads((folder / "metrics.json").read_text())
+    assert data["status"] == "completed" and data["metrics"]["in_container"] is True
+    assert data["python"] != sys.version.split()[0], "the image's own Python ran the notebook, not the host's"
+    assert (folder / "00_gpu_check.html").is_file() and (folder / "00_gpu_check.ipynb").is_file()
+    assert f"container: {image}" in (tmp_path / f"logs/gpu_check-{job}.log").read_text()

@@ -33,8 +33,7 @@ FORBIDDEN = {"tensorflow-cpu": "installs a second TensorFlow over the GPU one",
              "keras": "Keras 3 breaks keras-bert; tf-keras (Keras 2) is the pinned one"}
 # Packages too heavy to install into the CPU test image: the test variant leaves them out.
 HEAVY = {"torch", "tensorflow", "tf-keras", "keras-bert", "transformers", "tokenizers", "datasets",
-         "accelerate", "sentencepiece", "sacrebleu", "scikit-learn", "fugashi", "unidic-lite",
-         "ipywidgets", "japanize-matplotlib"}
+         "accelerate", "sentencepiece", "sacrebleu", "scikit-learn", "fugashi", "unidic-lite"}
 
 
 class ContainerError(RuntimeError):
