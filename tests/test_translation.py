@@ -216,3 +216,19 @@ def test_tiny_bart_learns_and_resumes_after_interruption(toy, tmp_path):
     corpus, tok, _ = toy
     outputs = translation.translate(second.model, tok, corpus["test"]["en"][:4], num_beams=1, max_length=24)
     assert len(outputs) == 4 and all(isinstance(o, str) for o in outputs)
+
+
+def test_slurm_warning_saves_a_checkpoint_and_the_next_attempt_resumes(toy, tmp_path, monkeypatch):
+    from coursekit import jobs
+
+    monkeypatch.setenv("COURSEKIT_RUN_DIR", str(tmp_path))
+    out = tmp_path / "checkpoints"
+    jobs.request_stop(tmp_path)  # what the runner does when Slurm sends the warning signal
+    first = small_trainer(toy, out, epochs=1, callbacks=[jobs.PreemptionCallback()])
+    assert translation.train(first)["global_step"] == 1
+    with pytest.raises(jobs.Preempted):
+        jobs.raise_if_preempted(first)
+    assert translation.last_checkpoint(out).endswith("checkpoint-1"), "saved before stopping"
+    jobs.clear_stop(tmp_path)  # the requeued attempt
+    info = translation.train(small_trainer(toy, out, epochs=1, callbacks=[jobs.PreemptionCallback()]))
+    assert info["resumed_from_step"] == 1 and info["global_step"] == 320 // 16
