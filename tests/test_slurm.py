@@ -89,6 +89,53 @@ def test_runner_turns_the_warning_into_a_checkpoint_and_exit_75(runs_dir):
     assert data["status"] == "preempted" and "Preempted" in data["runner"]["error"]
 
 
+def test_requeued_job_reuses_its_run_folder_and_keeps_the_first_attempt(runs_dir, monkeypatch):
+    from coursekit.runner import run_notebook
+
+    monkeypatch.setenv("SLURM_JOB_ID", "4242")
+    monkeypatch.setenv("SLURM_RESTART_COUNT", "0")
+    first = run_notebook(COUNTER_NB, None, {"steps": 2, "step_seconds": 0.0}, html=False, quiet=True)
+    (first.run_dir / jobs.PREEMPT_FILE).write_text("left over\n")
+    monkeypatch.setenv("SLURM_RESTART_COUNT", "1")
+    second = run_notebook(COUNTER_NB, None, {"steps": 4, "step_seconds": 0.0}, html=False, quiet=True)
+    assert second.run_dir == first.run_dir == runs_dir / "counter_training" / "4242"
+    assert (second.run_dir / "counter_training.attempt1.ipynb").is_file()
+    assert json.loads((second.run_dir / "metrics.attempt1.json").read_text())["runner"]["attempt"] == 1
+    assert second.metrics["runner"]["attempt"] == 2 and second.ok
+    state = json.loads((second.run_dir / "counter.json").read_text())
+    assert state["attempts"] == [1, 2] and state["resumed_from"] == [0, 2] and state["step"] == 4
+    assert not (second.run_dir / jobs.PREEMPT_FILE).exists(), "an old warning does not stop the new attempt"
+    monkeypatch.setenv("SLURM_RESTART_COUNT", "0")
+    other = run_notebook(COUNTER_NB, None, {"steps": 1, "step_seconds": 0.0}, html=False, quiet=True)
+    assert other.run_dir.name == "4242-2", "a first attempt never reuses a folder"
+
+
+def test_trainer_callback_saves_and_stops_when_warned(tmp_path, monkeypatch):
+    from transformers import TrainerControl, TrainerState
+
+    monkeypatch.setenv("COURSEKIT_RUN_DIR", str(tmp_path))
+    callback = jobs.PreemptionCallback()
+    state, control = TrainerState(global_step=7), TrainerControl()
+    callback.on_step_end(None, state, control)
+    assert not control.should_save and not control.should_training_stop
+    jobs.raise_if_preempted()  # nothing requested: no exception
+    jobs.request_stop(tmp_path)
+    callback.on_step_end(None, state, control)
+    assert control.should_save and control.should_training_stop
+
+    class Trainer:
+        pass
+
+    trainer = Trainer()
+    trainer.state = state
+    with pytest.raises(jobs.Preempted, match="after step 7"):
+        jobs.raise_if_preempted(trainer)
+    assert jobs.last_trainer_checkpoint(tmp_path / "none") is None
+    (tmp_path / "out" / "checkpoint-5").mkdir(parents=True)
+    (tmp_path / "out" / "checkpoint-12").mkdir()
+    assert jobs.last_trainer_checkpoint(tmp_path / "out").endswith("checkpoint-12")
+
+
 # ----------------------------------------------------------------------------- a real Slurm
 def _wait_for(predicate, seconds, what):
     deadline = time.monotonic() + seconds
