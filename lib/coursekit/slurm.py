@@ -91,11 +91,6 @@ def submit(script: str | Path, script_args: list[str], *, container: str | None 
     workdir = Path(workdir or Path.cwd()).resolve()
     directives = sbatch_directives(script)
 
-    for folder in _log_folders(directives, workdir):
-        if not folder.is_dir():
-            folder.mkdir(parents=True)
-            print(f"created {folder}/ (without it Slurm silently drops the job's output)", file=out)
-
     image = container or os.environ.get("CONTAINER") or default_container(script) or "none"
     if image != "none":
         path = Path(image) if Path(image).is_absolute() else root / image
@@ -104,6 +99,11 @@ def submit(script: str | Path, script_args: list[str], *, container: str | None 
                 f"container {path} not found. Build it first: python -m coursekit build-container "
                 f"defs/{path.name.removesuffix('.sif')}.def -- or run on the host's Python with "
                 f"--container none (CONTAINER=none)")
+
+    for folder in _log_folders(directives, workdir):
+        if not folder.is_dir():
+            folder.mkdir(parents=True)
+            print(f"created {folder}/ (without it Slurm silently drops the job's output)", file=out)
 
     grid, rest = parse_grid(list(script_args))
     options = list(sbatch_options)
