@@ -317,9 +317,11 @@ def fill_mask(model_dir: str | Path, sentences: Sequence[str], top_k: int = 5) -
         result = fill(sentence, top_k=top_k)
         if result and isinstance(result[0], list):  # several masks: the first one's predictions
             result = result[0]
+        # the word-boundary piece "▁" decodes to an empty string: show the piece itself
+        tokens = [r["token_str"].strip() or fill.tokenizer.convert_ids_to_tokens(r["token"]) for r in result]
         out.append({"sentence": sentence,
-                    "predictions": [{"token": r["token_str"], "score": round(float(r["score"]), 4)}
-                                    for r in result]})
+                    "predictions": [{"token": t, "score": round(float(r["score"]), 4)}
+                                    for t, r in zip(tokens, result)]})
     return out
 
 
