@@ -100,7 +100,7 @@ def markdown_table(rows: Any, where: str, limit: int | None = None) -> str:
     cols = list(dict.fromkeys(k for r in rows for k in r))
 
     def cell(value: Any) -> str:  # one line, at most CELL_CHARS characters, pipes escaped
-        text = str(value if value is not None else "").replace("\n", " ")
+        text = "(空)" if value == "" else str(value if value is not None else "").replace("\n", " ")
         text = text if len(text) <= CELL_CHARS else text[:CELL_CHARS - 1] + "…"
         return text.replace("|", "\\|")
 
