@@ -120,7 +120,7 @@ def encode_documents(tokenizer, documents: Sequence[Sequence[str]], seq_len: int
     cls, sep = tokenizer.cls_token_id, tokenizer.sep_token_id
     examples = []
     for doc in tqdm(documents, desc=f"encode (seq {seq_len})", mininterval=2.0):
-        ids = [i for row in tokenizer(list(doc), add_special_tokens=False)["input_ids"] for i in row]
+        ids = [i for row in tokenizer(list(doc), add_special_tokens=False, verbose=False)["input_ids"] for i in row]
         for start in range(0, len(ids), block):
             chunk = ids[start:start + block]
             if len(chunk) >= 4:
