@@ -5,6 +5,7 @@ has both. Elsewhere these tests skip with the reason. The daemons are stopped at
 """
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -298,9 +299,12 @@ def cpu_image(tmp_path_factory):
     runtime = containers.find_runtime()
     if not runtime:
         t0 = time.monotonic()
-        proc = subprocess.run(["bash", str(CLUSTER / "install-apptainer.sh")], capture_output=True, text=True,
-                              env={**os.environ, "PREFIX": str(APPTAINER_PREFIX / "prefix"),
-                                   "WORK": str(APPTAINER_PREFIX / "work")}, timeout=600)
+        APPTAINER_PREFIX.mkdir(parents=True, exist_ok=True)
+        with open(APPTAINER_PREFIX / "install.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # one install at a time on a shared machine
+            proc = subprocess.run(["bash", str(CLUSTER / "install-apptainer.sh")], capture_output=True,
+                                  text=True, env={**os.environ, "PREFIX": str(APPTAINER_PREFIX / "prefix"),
+                                                  "WORK": str(APPTAINER_PREFIX / "work")}, timeout=600)
         runtime = str(APPTAINER_PREFIX / "prefix/usr/bin/apptainer")
         if proc.returncode != 0 or not Path(runtime).exists():
             pytest.skip(f"Apptainer could not be installed here: {proc.stderr.strip()[-500:]}")
@@ -316,19 +320,35 @@ def cpu_image(tmp_path_factory):
         digest.update(path.name.encode() + path.read_bytes())
     folder = APPTAINER_PREFIX / "images" / digest.hexdigest()[:16]
     image = folder / "transformers-cpu"
-    if (folder / "ok").exists() and image.is_dir() and not os.environ.get("COURSEKIT_REBUILD_IMAGE"):
-        print(f"\n[apptainer] CPU test image reused: {image}")
-        return runtime, image
-    shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir(parents=True)
-    variant = folder / "transformers-cpu.def"
-    variant.write_text(text)
-    t0 = time.monotonic()
-    # a sandbox (folder) image: the same build, without minutes of squashfs compression on 2 cores
-    image = containers.build(variant, image, sandbox=True, runtime=runtime, cwd=ROOT)
-    (folder / "ok").write_text(f"{time.monotonic() - t0:.1f}\n")
-    print(f"\n[apptainer] CPU test image (sandbox) built in {time.monotonic() - t0:.1f}s")
-    return runtime, image
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    # Several test sessions may share this machine: one builds, the others wait and reuse; an image in
+    # use is held with a shared lock; images of older inputs nobody uses are removed.
+    with open(folder.parent / f"{folder.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if (folder / "ok").exists() and image.is_dir() and not os.environ.get("COURSEKIT_REBUILD_IMAGE"):
+            print(f"\n[apptainer] CPU test image reused: {image}")
+        else:
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir()
+            variant = folder / "transformers-cpu.def"
+            variant.write_text(text)
+            t0 = time.monotonic()
+            # a sandbox (folder) image: the same build, without minutes of squashfs compression on 2 cores
+            containers.build(variant, image, sandbox=True, runtime=runtime, cwd=ROOT)
+            (folder / "ok").write_text(f"{time.monotonic() - t0:.1f}\n")
+            print(f"\n[apptainer] CPU test image (sandbox) built in {time.monotonic() - t0:.1f}s")
+        fcntl.flock(lock, fcntl.LOCK_SH)
+        for other in folder.parent.glob("*.lock"):
+            if other.stem == folder.name:
+                continue
+            with open(other, "w") as old:
+                try:
+                    fcntl.flock(old, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except OSError:
+                    continue  # another session uses it
+                shutil.rmtree(other.with_suffix(""), ignore_errors=True)
+                other.unlink(missing_ok=True)
+        yield runtime, image
 
 
 def test_cpu_test_image_passes_its_test_section(cpu_image):
