@@ -175,6 +175,7 @@ def slurm_env(tmp_path_factory):
                           text=True, timeout=600)
     if proc.returncode != 0:
         subprocess.run(["bash", str(CLUSTER / "stop-slurm.sh")], env=env, capture_output=True, timeout=120)
+        shutil.rmtree(root, ignore_errors=True)
         if not shutil.which("slurmctld"):
             pytest.skip(f"could not install Slurm: {proc.stderr.strip()[-500:]}")
         pytest.fail(f"start-slurm.sh failed:\n{proc.stderr[-3000:]}")
