@@ -128,7 +128,7 @@ def _record_outcome(run_dir: Path, notebook: Path, profile: str | None, params: 
                 "phases": {}, "metrics": {}, "status": "not started"}
     if runner["status"] != "completed":
         data["status"] = runner["status"]
-    elif data.get("status") == "running":  # the notebook forgot run.finish()
+    elif data.get("status") in ("running", "not started"):  # no run.finish(), or no run record
         data["status"] = "completed"
     data["runner"] = runner
     write_json(path, data)
