@@ -105,3 +105,15 @@ def test_notebook_05_draws_the_comparison(runs_tree, runs_dir):
     for name in ("phases.png", "sweep.png", "report.csv", "report.md"):
         assert (result.run_dir / name).stat().st_size > 500, name
     assert "phases.png" in data["figures"] and "sweep.png" in data["figures"]
+
+
+def test_markdown_has_one_table_per_notebook_with_its_own_columns(tmp_path):
+    a = report.RunInfo(tmp_path / "02_x" / "1", "02_x", "1", "completed", profile="tiny",
+                       phases={"fine-tune": 3.0}, metrics={"accuracy": 0.8}, total_s=4.0)
+    b = report.RunInfo(tmp_path / "04_y" / "1", "04_y", "1", "completed", profile="tiny",
+                       phases={"pretrain": 5.0}, metrics={"valid_loss_after": 6.7}, total_s=6.0)
+    text = report.markdown([a, b])
+    headers = [line for line in text.splitlines() if line.startswith("| notebook |")]
+    assert len(headers) == 2
+    assert "fine-tune" in headers[0] and "accuracy" in headers[0] and "pretrain" not in headers[0]
+    assert "pretrain" in headers[1] and "valid_loss_after" in headers[1] and "accuracy" not in headers[1]

@@ -42,15 +42,18 @@ def phase_bars(ax, infos) -> None:
         phases += [p for p in info.phases if p not in phases]
     left = [0.0] * len(infos)
     labels = [f"{_label(i)}\n{i.device}" for i in infos]
-    for phase in phases:
+    import matplotlib
+
+    colors = matplotlib.colormaps["tab20"]  # 20 distinct colours: runs of several notebooks have many phases
+    for n, phase in enumerate(phases):
         widths = [i.phases.get(phase, 0.0) for i in infos]
-        ax.barh(labels, widths, left=left, label=phase)
+        ax.barh(labels, widths, left=left, label=phase, color=colors(n % 20))
         left = [a + b for a, b in zip(left, widths)]
     ax.set_xlabel("秒")
     ax.set_title("フェーズごとの時間")
     ax.invert_yaxis()
-    if phases:
-        ax.legend(fontsize="small", loc="lower right")
+    if phases:  # beside the axes, so it never hides a bar
+        ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
 
 
 def speedup_bars(ax, infos) -> None:

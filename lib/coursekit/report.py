@@ -22,8 +22,8 @@ from .timing import format_seconds
 
 REPORT_NOTEBOOK = "05_results"
 # Metric names shown in the Markdown table when present (all scalar metrics go to the CSV).
-HEADLINE = ("accuracy", "baseline_accuracy", "test_accuracy", "bleu", "chrf", "eval_loss",
-            "val_loss_before", "val_loss_after", "gpu_speedup")
+HEADLINE = ("accuracy", "baseline_accuracy", "macro_f1", "bleu", "chrf", "eval_loss",
+            "valid_loss_before", "valid_loss_after", "gpu_speedup")
 
 
 @dataclass
@@ -224,8 +224,8 @@ def _fmt(value: Any) -> str:
     return str(value).replace("|", "\\|").replace("\n", " ")
 
 
-def markdown(infos: list[RunInfo]) -> str:
-    """A readable table: one row per run, the headline metrics that any run has."""
+def _markdown_table(infos: list[RunInfo]) -> list[str]:
+    """One table for runs that share their columns: the phases and headline metrics they have."""
     shown = [m for m in HEADLINE if any(m in i.metrics for i in infos)]
     shown += sorted({m for i in infos for m in i.metrics if m.startswith("gpu_speedup.")})
     phases = []
@@ -241,6 +241,21 @@ def markdown(infos: list[RunInfo]) -> str:
                  f"{i.speedup:.2f}x" if i.speedup else "",
                  *[_fmt(i.metrics.get(m)) for m in shown]]
         lines.append("| " + " | ".join(_fmt(c) for c in cells) + " |")
+    return lines
+
+
+def markdown(infos: list[RunInfo]) -> str:
+    """Readable tables, one per notebook (each with its own phases and metrics), then the runs that
+    did not complete."""
+    notebooks: list[str] = []
+    for info in infos:
+        if info.notebook not in notebooks:
+            notebooks.append(info.notebook)
+    lines: list[str] = []
+    for name in notebooks:
+        if lines:
+            lines.append("")
+        lines += _markdown_table([i for i in infos if i.notebook == name])
     problems = [i for i in infos if i.status != "completed"]
     if problems:
         lines += ["", "Runs that did not complete:", ""]
