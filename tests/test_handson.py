@@ -163,6 +163,11 @@ def check_command(tokens: list[str], where: str) -> list[str]:
     return errors
 
 
+def checker_errors(text: str) -> list[str]:
+    """What the command checker says about every command in `text`."""
+    return [e for tokens in commands(text) for e in check_command(tokens, "t")]
+
+
 def test_the_checker_catches_mistakes():
     bad = {
         "python -m coursekit run notebooks/00_gpu_check.ipynb -p matmul_sise 3": "'matmul_sise'",
@@ -173,11 +178,11 @@ def test_the_checker_catches_mistakes():
         "X=1 cat defs/none.def | head": "defs/none.def does not exist",
     }
     for command, message in bad.items():
-        errors = [e for tokens in commands(command) for e in check_command(tokens, "t")]
+        errors = checker_errors(command)
         assert any(message in e for e in errors), (command, errors)
     good = "HF_HUB_OFFLINE=1 python -m coursekit run notebooks/00_gpu_check.ipynb --profile tiny " \
            "-p matmul_size 256   # a comment with sbatch/none.sbatch"
-    assert [e for t in commands(good) for e in check_command(t, "t")] == []
+    assert checker_errors(good) == []
     assert commands("tail -f logs/x-<ジョブID>.out") == [["tail", "-f", "logs/x-PLACEHOLDER.out"]]
 
 
@@ -191,10 +196,10 @@ def test_the_checker_follows_arguments_into_sbatch_scripts():
         "python -m coursekit submit --dryrun sbatch/gpu_check.sbatch": "`coursekit submit` has no option --dryrun",
     }
     for command, message in bad.items():
-        errors = [e for tokens in commands(command) for e in check_command(tokens, "t")]
+        errors = checker_errors(command)
         assert any(message in e for e in errors), (command, errors)
     good = "sbatch --time=00:05:00 sbatch/gpu_check.sbatch --profile tiny -p matmul_size 256"
-    assert [e for t in commands(good) for e in check_command(t, "t")] == []
+    assert checker_errors(good) == []
 
 
 def test_guides_cover_the_workshop():

@@ -36,10 +36,10 @@ def _label(info) -> str:
 
 def phase_bars(ax, infos) -> None:
     """Stacked horizontal bars: the time of each phase, one bar per run, labelled with its device."""
+    from .report import phase_names
+
     infos = [i for i in infos if i.phases]
-    phases: list[str] = []
-    for info in infos:
-        phases += [p for p in info.phases if p not in phases]
+    phases = phase_names(infos)
     left = [0.0] * len(infos)
     labels = [f"{_label(i)}\n{i.device}" for i in infos]
     import matplotlib

@@ -177,6 +177,14 @@ def _compare(infos: list[RunInfo]) -> None:
             info.speedup = slowest / info.total_s
 
 
+def phase_names(infos: list[RunInfo]) -> list[str]:
+    """Every phase any run timed, in the order first seen."""
+    names: list[str] = []
+    for info in infos:
+        names += [p for p in info.phases if p not in names]
+    return names
+
+
 def pick_metric(infos: list[RunInfo]) -> str | None:
     """The metric worth plotting across runs: the first headline metric any run has, else the first
     scalar metric whose value differs between runs."""
@@ -194,10 +202,9 @@ def pick_metric(infos: list[RunInfo]) -> str | None:
 
 def table(infos: list[RunInfo]) -> tuple[list[str], list[dict]]:
     """Columns and rows for the CSV: fixed columns, then phase and metric columns as found."""
-    phase_cols = []
-    metric_cols = []
+    phase_cols = phase_names(infos)
+    metric_cols: list[str] = []
     for info in infos:
-        phase_cols += [p for p in info.phases if p not in phase_cols]
         metric_cols += [m for m in info.metrics if m not in metric_cols]
     columns = ["notebook", "run", "profile", "status", "job_id", "device", "differing_params",
                "total_s", "speedup", *[f"phase:{p}" for p in phase_cols], *metric_cols, "error", "path"]
@@ -228,9 +235,7 @@ def _markdown_table(infos: list[RunInfo]) -> list[str]:
     """One table for runs that share their columns: the phases and headline metrics they have."""
     shown = [m for m in HEADLINE if any(m in i.metrics for i in infos)]
     shown += sorted({m for i in infos for m in i.metrics if m.startswith("gpu_speedup.")})
-    phases = []
-    for info in infos:
-        phases += [p for p in info.phases if p not in phases]
+    phases = phase_names(infos)
     head = ["notebook", "run", "profile", "status", "device", "params", *phases, "total", "speed-up", *shown]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for i in infos:
