@@ -21,8 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from coursekit import alt, translation
-
+from coursekit.lessons import alt, translation
 HERE = Path(__file__).resolve().parent
 DEFAULT_DATA = HERE.parent.parent / "shared" / "data" / "small_parallel_enja"
 

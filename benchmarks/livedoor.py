@@ -26,7 +26,7 @@ RESULTS = ROOT / "benchmarks" / "results"
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "livedoor" / "text"
 
 import coursekit  # noqa: E402  (before TensorFlow)
-from coursekit import baseline, kerasbert, livedoor  # noqa: E402
+from coursekit.lessons import baseline, kerasbert, livedoor  # noqa: E402
 
 
 def machine() -> dict:

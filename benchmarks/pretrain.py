@@ -15,10 +15,9 @@ import time
 from pathlib import Path
 
 import coursekit  # noqa: F401
-from coursekit import corpus as corpora
-from coursekit import pretrain, profiles
-
-
+from coursekit.lessons import corpora
+from coursekit.lessons import pretrain
+from coursekit.harness import params as profiles
 def timed(label, fn, rows):
     t0 = time.perf_counter()
     out = fn()

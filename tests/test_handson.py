@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from coursekit import profiles
+from coursekit.harness import params as profiles
 from coursekit.__main__ import COMMANDS
 
 from .conftest import ROOT

@@ -1,21 +1,12 @@
-"""coursekit: the shared library of the fine-tuning workshop kit.
+"""coursekit: the library of the fine-tuning workshop kit, in two layers.
 
-Notebooks import what they repeat from here: profiles (tiny CPU run vs full cluster run),
-the run record (phase times and metrics in metrics.json), the GPU check, plots.
-Run `python -m coursekit --help` for the command line (notebook runner, GPU check).
+- `coursekit.harness`: the notebook harness. Running notebooks headlessly (parameters, run folders,
+  the run record metrics.json), Slurm (submit, sweeps, preemption), containers, the device probe
+  (`coursekit gpu`), the report and the slides. It never imports lesson code.
+- `coursekit.lessons`: the lesson helpers. Corpora, models, evaluation and plots that the lesson
+  notebooks repeat. They never import the harness: notebooks connect the two (e.g. they pass the
+  harness's preemption callback into a Trainer).
+
+`python -m coursekit --help` lists the command line.
 """
-import os as _os
-
-# keras-bert only works with Keras 2 (tf-keras). TensorFlow reads this variable the first time
-# tf.keras is touched, so it must be set before any notebook imports TensorFlow. This is the one
-# place the kit sets it; importing coursekit first is enough.
-_os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-# Hide TensorFlow's INFO/WARNING chatter, keep its errors.
-_os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-__version__ = "0.1.0"
-
-from .profiles import resolve  # noqa: E402
-from .metrics import Run, start_run  # noqa: E402
-
-__all__ = ["resolve", "Run", "start_run", "__version__"]
+__version__ = "0.2.0"

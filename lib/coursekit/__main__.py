@@ -6,13 +6,13 @@ import sys
 
 # command -> (module with a main(argv) function, one-line help)
 COMMANDS = {
-    "run": ("coursekit.runner", "execute a notebook with papermill into its own run folder"),
-    "gpu": ("coursekit.gpu", "what TensorFlow / PyTorch see: GPUs, CUDA, the classic traps"),
-    "report": ("coursekit.report", "compare every run: devices, phases, accuracy, BLEU (CSV + Markdown)"),
-    "slides": ("coursekit.slides", "render the Marp decks with numbers from real runs; export HTML/PDF"),
-    "submit": ("coursekit.slurm", "sbatch a script from sbatch/ with preflight checks (logs/, container)"),
-    "sweep": ("coursekit.jobs", "run one task of a job-array parameter sweep (sbatch/sweep.sbatch)"),
-    "build-container": ("coursekit.containers", "check a defs/*.def file and build it (apptainer/singularity)"),
+    "run": ("coursekit.harness.runner", "execute a notebook with papermill into its own run folder"),
+    "gpu": ("coursekit.harness.device", "what TensorFlow / PyTorch see: GPUs, CUDA, the classic traps"),
+    "report": ("coursekit.harness.report", "compare every run: devices, phases, accuracy, BLEU (CSV + Markdown)"),
+    "slides": ("coursekit.harness.slides", "render the Marp decks with numbers from real runs; export HTML/PDF"),
+    "submit": ("coursekit.harness.slurm", "sbatch a script from sbatch/ with preflight checks (logs/, container)"),
+    "sweep": ("coursekit.harness.sweep", "run one task of a job-array parameter sweep (sbatch/sweep.sbatch)"),
+    "build-container": ("coursekit.harness.containers", "check a defs/*.def file and build it (apptainer/singularity)"),
 }
 
 

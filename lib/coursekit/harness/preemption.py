@@ -1,0 +1,108 @@
+"""Preemption and time limits: checkpoint when warned, requeue, resume.
+
+Slurm sends the warning signal (`#SBATCH --signal=B:USR1@300`: USR1 five minutes before the end)
+to the batch shell; sbatch/run-notebook.sh passes it to the runner, which writes the file
+PREEMPT_FILE into the run folder. The notebook (a separate kernel process) sees it here:
+
+    from coursekit.harness import preemption
+    state = preemption.load_state("counter.json", {"step": 0})      # {"step": 0} on the first attempt
+    for step in range(state["step"], steps):
+        ...one training step...
+        state["step"] = step + 1
+        if preemption.stop_requested():
+            preemption.save_state("counter.json", state)
+            raise preemption.Preempted(f"checkpoint at step {step + 1}")
+
+`Preempted` ends the notebook; the runner records the run as "preempted" and exits with status
+EX_PREEMPTED; the batch script requeues the job (`scontrol requeue`). The requeued job has the same
+job id, so the runner reuses the same run folder (keeping the earlier attempt's notebook) and
+`load_state` finds the checkpoint. With a transformers Trainer pass `PreemptionCallback()` in
+`callbacks=` and call `raise_if_preempted(trainer)` after `trainer.train(...)`.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from .record import write_json
+from .runs import restart_count
+
+PREEMPT_FILE = "PREEMPT"  # written into the run folder when the warning signal arrived
+EX_PREEMPTED = 75         # the runner's exit status for "checkpoint saved, please requeue"
+
+
+class Preempted(Exception):
+    """Raise after saving a checkpoint: the job stops now and is requeued to continue later."""
+
+
+def run_dir() -> Path:
+    """The run folder of the notebook being executed ($COURSEKIT_RUN_DIR), else the current folder."""
+    return Path(os.environ.get("COURSEKIT_RUN_DIR") or ".")
+
+
+def attempt() -> int:
+    """1 for the first run of a job, 2 after the first requeue, ... (from SLURM_RESTART_COUNT)."""
+    return restart_count() + 1
+
+
+def request_stop(folder: Path | None = None, reason: str = "warning signal") -> Path:
+    """Ask the notebook running in `folder` to checkpoint and stop (what the runner does on USR1)."""
+    path = Path(folder or run_dir()) / PREEMPT_FILE
+    path.write_text(reason + "\n", encoding="utf-8")
+    return path
+
+
+def stop_requested() -> bool:
+    """True once the job was warned that it will be stopped (cheap: one stat call)."""
+    return (run_dir() / PREEMPT_FILE).exists()
+
+
+def clear_stop(folder: Path | None = None) -> None:
+    """Forget an earlier warning (the runner does this when a requeued attempt starts)."""
+    (Path(folder or run_dir()) / PREEMPT_FILE).unlink(missing_ok=True)
+
+
+def load_state(name: str, default: Any = None) -> Any:
+    """A JSON checkpoint from the run folder, or `default` when there is none yet."""
+    path = run_dir() / name
+    if not path.exists():
+        return default
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def save_state(name: str, state: Any) -> Path:
+    """Write a JSON checkpoint into the run folder atomically (a kill never leaves half a file)."""
+    path = run_dir() / name
+    write_json(path, state)
+    return path
+
+
+def PreemptionCallback():  # noqa: N802 - a factory that reads like the class it returns
+    """A transformers TrainerCallback: when the warning arrives, save a checkpoint and stop training.
+
+        trainer = Trainer(..., callbacks=[preemption.PreemptionCallback()])   # output_dir in run.dir
+        trainer.train(resume_from_checkpoint=get_last_checkpoint(args.output_dir))
+        preemption.raise_if_preempted(trainer)   # ends the notebook here; the job is requeued
+
+    transformers is imported only when this is called.
+    """
+    from transformers import TrainerCallback
+
+    class _PreemptionCallback(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            if stop_requested():
+                state.preempted = True
+                control.should_save = True
+                control.should_training_stop = True
+            return control
+
+    return _PreemptionCallback()
+
+
+def raise_if_preempted(trainer=None) -> None:
+    """Raise Preempted if the warning arrived (after Trainer.train() returned early because of it)."""
+    if stop_requested() or getattr(getattr(trainer, "state", None), "preempted", False):
+        step = getattr(getattr(trainer, "state", None), "global_step", None)
+        raise Preempted("stopped for requeue" + (f" after step {step}" if step is not None else ""))

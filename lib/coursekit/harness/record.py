@@ -1,0 +1,200 @@
+"""The run record: what a notebook measured, in metrics.json beside the executed notebook.
+
+    run = open_run("02_livedoor_bert")   # the runner's run folder, or a new one in JupyterLab
+    with run.phase("fine-tune"):          # wall time of a phase
+        ...
+    run.log(accuracy=0.93)                # any JSON-serialisable values
+    run.save_figure(fig, "curves")        # curves.png in the run folder, listed in metrics.json
+
+The runner writes the parameters it resolved and the outcome (status, error, times); the notebook adds
+its phases, metrics, curves and figures. metrics.json is rewritten atomically after every change, so
+a job that is killed keeps what it had measured. `coursekit report` reads only this file.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import math
+import os
+import socket
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from . import runs
+from .timing import format_seconds, stopwatch
+
+METRICS_FILE = "metrics.json"
+SCHEMA = 1
+
+
+def _now() -> str:
+    return _dt.datetime.now().astimezone().isoformat(timespec="seconds")
+
+
+def _jsonable(value: Any) -> Any:
+    """numpy scalars/arrays, Paths, sets and NaN turned into plain JSON values."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    if hasattr(value, "tolist"):  # numpy arrays and scalars, torch tensors on CPU
+        return _jsonable(value.tolist())
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return str(value)
+
+
+def write_json(path: Path, data: dict) -> None:
+    """Write JSON atomically: a reader (or a killed job) never sees half a file."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(json.dumps(_jsonable(data), ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def read_metrics(run_dir: Path) -> dict:
+    """The metrics.json of a run folder (raises FileNotFoundError / json.JSONDecodeError)."""
+    return json.loads((Path(run_dir) / METRICS_FILE).read_text(encoding="utf-8"))
+
+
+def new_record(notebook: str, profile: str | None, params: dict[str, Any]) -> dict[str, Any]:
+    """The start of a run record: what ran, where, with which parameters."""
+    from .device import device_summary  # light: reads frameworks already imported, or nvidia-smi
+
+    return {
+        "schema": SCHEMA,
+        "notebook": notebook,
+        "profile": profile,
+        "params": _jsonable(params),
+        "status": "running",
+        "started": _now(),
+        "updated": _now(),
+        "host": socket.gethostname(),
+        "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
+        "python": sys.version.split()[0],
+        "device": device_summary(),
+        "phases": {},
+        "metrics": {},
+    }
+
+
+class Run:
+    """One execution of a notebook: its parameters, phase times, metrics and status."""
+
+    def __init__(self, run_dir: Path, data: dict[str, Any]):
+        self.dir = Path(run_dir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self._t0 = time.perf_counter() - float(data.get("elapsed_s") or 0.0)
+        self.data = data
+        self.notebook = data["notebook"]
+        self.params = dict(data.get("params") or {})
+        self.save()
+
+    @property
+    def path(self) -> Path:
+        return self.dir / METRICS_FILE
+
+    def save(self) -> None:
+        self.data["updated"] = _now()
+        self.data["elapsed_s"] = round(time.perf_counter() - self._t0, 3)
+        write_json(self.path, self.data)
+
+    @contextmanager
+    def phase(self, name: str, sync: Callable[[], None] | None = None) -> Iterator[None]:
+        """Time a phase; its wall seconds go into metrics.json under "phases" (summed if repeated)."""
+        print(f"[{name}] ...", flush=True)
+        with stopwatch(sync) as t:
+            yield
+        phases = self.data["phases"]
+        phases[name] = round(phases.get(name, 0.0) + t["seconds"], 3)
+        print(f"[{name}] {format_seconds(t['seconds'])}", flush=True)
+        self.save()
+
+    def log(self, **metrics: Any) -> None:
+        """Record measured values (accuracy, BLEU, speed-up, ...) under "metrics"."""
+        self.data["metrics"].update(_jsonable(metrics))
+        self.save()
+
+    def log_curve(self, name: str, points: list[dict]) -> None:
+        """Record a training curve (e.g. "loss": [{"step": 10, "loss": 2.3, "eval_loss": 2.5}, ...])
+        under "curves"; `coursekit report` and notebook 05 overlay the curves of several runs."""
+        self.data.setdefault("curves", {})[name] = _jsonable(points)
+        self.save()
+
+    def set_device(self, **info: Any) -> None:
+        """Add to the device description (e.g. the framework's own device string)."""
+        self.data["device"].update(_jsonable(info))
+        self.save()
+
+    def file(self, name: str) -> Path:
+        """A path inside the run folder, for plots and artifacts."""
+        return self.dir / name
+
+    def save_figure(self, fig, name: str, dpi: int = 120) -> Path:
+        """Save a matplotlib figure as PNG in the run folder and list it in metrics.json."""
+        path = self.file(name if name.endswith(".png") else f"{name}.png")
+        fig.savefig(path, dpi=dpi, bbox_inches="tight")
+        figures = self.data.setdefault("figures", [])
+        if path.name not in figures:
+            figures.append(path.name)
+        self.save()
+        return path
+
+    def finish(self) -> dict:
+        """Mark the run completed, print a summary of the phases and return the record."""
+        self.data["status"] = "completed"
+        self.data["finished"] = _now()
+        self.save()
+        for name, seconds in self.data["phases"].items():
+            print(f"  {name:<24} {format_seconds(seconds):>12}")
+        print(f"  {'total':<24} {format_seconds(self.data['elapsed_s']):>12}   -> {self.path}")
+        return self.data
+
+
+def _notebook_namespace_params(notebook: str) -> tuple[str | None, dict[str, Any]]:
+    """In JupyterLab: the current values of the names the notebook's parameters cell declares."""
+    import __main__
+
+    from . import params
+
+    root = runs.project_root()
+    path = (root / "notebooks" / f"{notebook}.ipynb") if root else None
+    if path is None or not path.is_file():
+        return None, {}
+    names = params.declared(path)
+    values = {n: getattr(__main__, n) for n in names if hasattr(__main__, n)}
+    return values.pop("profile", None), values
+
+
+def open_run(notebook: str, in_report: bool = True) -> Run:
+    """The run record of this notebook execution.
+
+    Under the runner ($COURSEKIT_RUN_DIR set) it continues the record the runner began (parameters
+    included); run interactively (JupyterLab) it opens runs/<notebook>/<timestamp>/ and records the
+    current values of the notebook's parameters. `in_report=False` keeps this run out of
+    `coursekit report` (a notebook that reports on other runs is not a result itself).
+    """
+    env_dir = os.environ.get("COURSEKIT_RUN_DIR")
+    if env_dir:
+        try:
+            data = read_metrics(Path(env_dir))
+        except (OSError, json.JSONDecodeError):
+            data = new_record(notebook, None, {})
+        data.setdefault("phases", {})
+        data.setdefault("metrics", {})
+        run = Run(Path(env_dir), data)
+    else:
+        profile, values = _notebook_namespace_params(notebook)
+        run = Run(runs.new_run_dir(notebook), new_record(notebook, profile, values))
+    if not in_report:
+        run.data["in_report"] = False
+        run.save()
+    print(f"run folder: {run.dir}", flush=True)
+    return run

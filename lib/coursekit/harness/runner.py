@@ -1,0 +1,205 @@
+"""The notebook runner: execute a notebook headlessly with papermill into its own run folder.
+
+    python -m coursekit run notebooks/00_gpu_check.ipynb --profile tiny -p matmul_size 256
+
+writes runs/<stem>/<SLURM_JOB_ID or timestamp>/ with the executed notebook, an HTML export and the
+notebook's metrics.json (plus a "runner" section: status, error, times, output files).
+Parameters are resolved once, here (the cell's literals <- the profile file <- -p), and checked
+before anything runs; see `params`.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import re
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from . import params as params_mod
+from . import preemption, runs
+from .params import ParameterError
+from .record import METRICS_FILE, new_record, write_json
+from .timing import format_seconds
+
+ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    notebook: Path
+    html: Path | None
+    metrics: dict
+    ok: bool
+    error: str | None = None
+
+
+class JobKilled(Exception):
+    """Raised in the runner when the job is sent SIGTERM (scancel, time limit)."""
+
+
+def export_html(executed: Path) -> Path:
+    """Export an executed notebook to HTML beside it (nbconvert)."""
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    nb = nbformat.read(str(executed), as_version=4)
+    body, _ = HTMLExporter().from_notebook_node(nb)
+    html = executed.with_suffix(".html")
+    html.write_text(body, encoding="utf-8")
+    return html
+
+
+def _now() -> str:
+    return _dt.datetime.now().astimezone().isoformat(timespec="seconds")
+
+
+def _record_outcome(run_dir: Path, notebook: Path, profile: str | None, params: dict,
+                    runner: dict) -> dict:
+    """Merge the runner's outcome into metrics.json (creating it when the notebook never did)."""
+    path = run_dir / METRICS_FILE
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        data = new_record(notebook.stem, profile, params)
+    data["status"] = runner["status"]
+    data["runner"] = runner
+    write_json(path, data)
+    return data
+
+
+def run_notebook(notebook: str | Path, profile: str | None = None,
+                 parameters: list[tuple[str, str]] | dict[str, Any] | None = None, *,
+                 runs_dir: str | Path | None = None, name: str | None = None,
+                 kernel: str = "python3", html: bool = True, quiet: bool = False) -> RunResult:
+    """Execute `notebook` with papermill into a new run folder; never raises for a failing cell
+    (the result says ok=False and carries the error), raises ParameterError for bad parameters."""
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    notebook = Path(notebook)
+    if not notebook.is_file():
+        raise FileNotFoundError(f"notebook not found: {notebook}")
+    values = params_mod.resolve(notebook, profile, parameters)
+    profile = values["profile"]
+    root = Path(runs_dir).resolve() if runs_dir else None
+    run_dir = None if name else runs.resume_run_dir(notebook.stem, root)
+    attempt = runs.restart_count() + 1
+    if run_dir is not None:  # a requeued job: continue where its checkpoints are
+        _archive_attempt(run_dir, notebook, attempt - 1)
+    else:
+        run_dir = runs.new_run_dir(notebook.stem, root, name)
+    out_nb = run_dir / notebook.name
+    inject = values
+    write_json(run_dir / METRICS_FILE, new_record(notebook.stem, profile, values))
+
+    say = (lambda *a: None) if quiet else (lambda *a: print(*a, file=sys.stderr, flush=True))
+    say(f"coursekit run: {notebook} (profile {profile}) -> {run_dir}")
+    env_before = os.environ.get("COURSEKIT_RUN_DIR")
+    os.environ["COURSEKIT_RUN_DIR"] = str(run_dir)  # the kernel inherits it; start_run() reads it
+
+    def on_term(signum, frame):
+        raise JobKilled(f"received signal {signum} (job cancelled or out of time)")
+
+    def on_warning(signum, frame):  # Slurm's --signal warning, passed on by sbatch/run-notebook.sh
+        say(f"\ncoursekit run: warning signal {signum}: asking the notebook to checkpoint and stop")
+        preemption.request_stop(run_dir, f"signal {signum}")
+
+    old_term = signal.signal(signal.SIGTERM, on_term) if _main_thread() else None
+    old_usr1 = signal.signal(signal.SIGUSR1, on_warning) if _main_thread() else None
+    started, t0 = _now(), time.perf_counter()
+    status, error = "completed", None
+    try:
+        papermill.execute_notebook(
+            str(notebook), str(out_nb), parameters=inject, kernel_name=kernel,
+            progress_bar=not quiet and ({} if sys.stderr.isatty() else {"ascii": True, "ncols": 80}),
+            stdout_file=None if quiet else sys.stdout, stderr_file=None if quiet else sys.stderr,
+        )
+    except PapermillExecutionError as exc:
+        error = f"cell {exc.exec_count}: {exc.ename}: {exc.evalue}"
+        if exc.ename == preemption.Preempted.__name__:
+            status = "preempted"
+            say(f"\nPREEMPTED: checkpoint saved ({exc.evalue}); the job can be requeued")
+        else:
+            status = "failed"
+            trace = ANSI.sub("", "\n".join(exc.traceback or []))
+            say(f"\nFAILED in {error}\n{trace}")
+    except (JobKilled, KeyboardInterrupt) as exc:
+        status, error = "killed", str(exc) or "interrupted"
+        say(f"\nKILLED: {error}")
+    finally:
+        if old_term is not None:
+            signal.signal(signal.SIGTERM, old_term)
+        if old_usr1 is not None:
+            signal.signal(signal.SIGUSR1, old_usr1)
+        if env_before is None:
+            os.environ.pop("COURSEKIT_RUN_DIR", None)
+        else:
+            os.environ["COURSEKIT_RUN_DIR"] = env_before
+
+    duration = time.perf_counter() - t0
+    html_path = None
+    if html and out_nb.exists():
+        try:
+            html_path = export_html(out_nb)
+        except Exception as exc:  # an export problem must not hide the run's own outcome
+            say(f"warning: HTML export failed: {type(exc).__name__}: {exc}")
+    runner = {
+        "status": status, "error": error, "started": started, "finished": _now(),
+        "duration_s": round(duration, 3), "source": str(notebook.resolve()),
+        "output_notebook": out_nb.name, "html": html_path.name if html_path else None,
+        "parameters": inject, "kernel": kernel, "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
+        "attempt": attempt,
+    }
+    data = _record_outcome(run_dir, notebook, profile, inject, runner)
+    say(f"coursekit run: {status} in {format_seconds(duration)}; results in {run_dir}")
+    return RunResult(run_dir, out_nb, html_path, data, status == "completed", error)
+
+
+def _archive_attempt(run_dir: Path, notebook: Path, attempt: int) -> None:
+    """Keep an earlier attempt's notebook, HTML and metrics as <name>.attempt<N><suffix>."""
+    for path in (run_dir / notebook.name, run_dir / notebook.with_suffix(".html").name,
+                 run_dir / METRICS_FILE):
+        if path.exists():
+            path.rename(path.with_name(f"{path.stem}.attempt{attempt}{path.suffix}"))
+    preemption.clear_stop(run_dir)
+
+
+def _main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m coursekit run",
+        description="Execute a notebook with papermill into runs/<notebook>/<job id or time>/.")
+    parser.add_argument("notebook", type=Path)
+    parser.add_argument("--profile", default=None,
+                        help="full: the values in the notebook's parameters cell (the cluster run); "
+                             "tiny: <notebook>.tiny.yaml beside it, a CPU run in minutes (default: full)")
+    parser.add_argument("-p", "--parameter", nargs=2, action="append", default=[],
+                        metavar=("NAME", "VALUE"), help="set a notebook parameter (repeatable)")
+    parser.add_argument("--runs-dir", type=Path, help="where run folders go (default: $COURSEKIT_RUNS or ./runs)")
+    parser.add_argument("--name", help="run folder name (default: $SLURM_JOB_ID or a timestamp)")
+    parser.add_argument("--kernel", default="python3", help="Jupyter kernel name (default: python3)")
+    parser.add_argument("--no-html", action="store_true", help="skip the HTML export")
+    args = parser.parse_args(argv)
+    try:
+        result = run_notebook(args.notebook, args.profile, args.parameter, runs_dir=args.runs_dir,
+                              name=args.name, kernel=args.kernel, html=not args.no_html)
+    except (ParameterError, FileNotFoundError) as exc:
+        print(f"coursekit run: error: {exc}", file=sys.stderr)
+        return 2
+    print(result.run_dir)
+    if result.metrics.get("status") == "preempted":
+        return preemption.EX_PREEMPTED
+    return 0 if result.ok else 1

@@ -1,0 +1,15 @@
+"""Lesson helpers: what the lesson notebooks repeat (corpora, models, evaluation, plots).
+
+| module | does |
+|---|---|
+| livedoor | livedoor news corpus: download, verified loading, split, evaluation, plots (02) |
+| baseline | TF-IDF + LinearSVC baseline (02) |
+| kerasbert | Google-format BERT checkpoints, SentencePiece encoding for keras-bert (02, 04) |
+| alt | ALT and other English-Japanese parallel corpora (03) |
+| translation | tiny BART and its tokenizer, BLEU/chrF (03) |
+| corpora | pre-training corpora: Wikipedia dump, text folders, sentence splitting, shards (04) |
+| pretrain | SentencePiece tokenizer for transformers, masked-LM data, export (04) |
+| spm | training and loading SentencePiece models (02, 03, 04) |
+
+They never import `coursekit.harness`.
+"""

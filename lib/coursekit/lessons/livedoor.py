@@ -1,0 +1,334 @@
+"""The livedoor news corpus (ldcc-20140209): download, load, verify, split, report.
+
+    text_dir = livedoor.locate(data_dir="", cache_dir="~/.cache/coursekit")  # downloads when needed
+    corpus = livedoor.load_corpus(text_dir, max_chars=510)
+    print(corpus.summary())                        # counts per genre, what differs from the release
+    train, val, test = livedoor.split(corpus, val_fraction=0.1, test_fraction=0.1, seed=0)
+
+On disk: text/<category>/<category>-<id>.txt, 9 categories, 7,367 articles; a LICENSE.txt in every
+category and README.txt / CHANGES.txt at the top are not articles. Each article: line 1 URL, line 2
+timestamp, line 3 title, then the body. Text = title + body (lines 1-2 dropped), capped at max_chars.
+"""
+from __future__ import annotations
+
+import random
+import tarfile
+import urllib.request
+import warnings
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+URL = "https://www.rondhuit.com/download/ldcc-20140209.tar.gz"
+ARCHIVE = "ldcc-20140209.tar.gz"
+# The release's article counts per category (sum 7,367).
+EXPECTED_COUNTS = {
+    "dokujo-tsushin": 870, "it-life-hack": 870, "kaden-channel": 864, "livedoor-homme": 511,
+    "movie-enter": 870, "peachy": 842, "smax": 870, "sports-watch": 900, "topic-news": 770,
+}
+CATEGORIES = tuple(sorted(EXPECTED_COUNTS))
+NOT_ARTICLES = {"LICENSE.txt", "README.txt", "CHANGES.txt"}
+# Japanese names for plots and tables.
+JAPANESE_NAMES = {
+    "dokujo-tsushin": "独女通信", "it-life-hack": "ITライフハック", "kaden-channel": "家電チャンネル",
+    "livedoor-homme": "ライブドアHOMME", "movie-enter": "映画エンタメ", "peachy": "Peachy(女性)",
+    "smax": "エスマックス(スマホ)", "sports-watch": "スポーツ", "topic-news": "トピックニュース",
+}
+DOWNLOAD_HINT = (f"download {URL} and unpack it (tar xzf {ARCHIVE}), then pass the unpacked text/ "
+                 "folder as data_dir, or leave data_dir empty to let the kit download it")
+
+
+class CorpusError(ValueError):
+    """The corpus folder is missing or holds no usable article."""
+
+
+@dataclass
+class Corpus:
+    texts: list[str]
+    labels: list[int]                 # index into label_names
+    label_names: list[str]            # category folder names, sorted
+    paths: list[str]
+    lengths: list[int] = field(default_factory=list)      # characters of title + body before the cap
+    problems: Counter = field(default_factory=Counter)    # kind of skipped file -> count
+    examples: dict = field(default_factory=dict)          # kind -> first few paths
+    differences: list[str] = field(default_factory=list)  # how the counts differ from the release
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def counts(self) -> dict[str, int]:
+        c = Counter(self.labels)
+        return {name: c[i] for i, name in enumerate(self.label_names)}
+
+    def subset(self, index) -> "Corpus":
+        index = list(index)
+        return Corpus([self.texts[i] for i in index], [self.labels[i] for i in index],
+                      self.label_names, [self.paths[i] for i in index],
+                      [self.lengths[i] for i in index] if self.lengths else [])
+
+    def summary(self) -> str:
+        lines = [f"{len(self)} articles in {len(self.label_names)} categories"]
+        lines += [f"  {name:<16} {n:>5}" for name, n in self.counts().items()]
+        for kind, n in sorted(self.problems.items()):
+            lines.append(f"  skipped {n} file(s): {kind} (e.g. {', '.join(self.examples[kind][:2])})")
+        lines += [f"  differs from the release: {d}" for d in self.differences]
+        return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- getting the data
+def download(cache_dir: str | Path, url: str = URL) -> Path:
+    """Download the tarball into cache_dir once (progress bar); return its path. A partial
+    download is never left under the final name."""
+    from tqdm.auto import tqdm
+
+    cache = Path(cache_dir).expanduser()
+    cache.mkdir(parents=True, exist_ok=True)
+    target = cache / Path(url).name
+    if target.is_file() and target.stat().st_size > 0:
+        return target
+    partial = target.with_name(target.name + ".part")
+    request = urllib.request.Request(url, headers={"User-Agent": "coursekit (workshop kit)"})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response, open(partial, "wb") as out:
+            total = int(response.headers.get("Content-Length") or 0) or None
+            with tqdm(total=total, unit="B", unit_scale=True, desc=f"download {target.name}") as bar:
+                while chunk := response.read(1 << 16):
+                    out.write(chunk)
+                    bar.update(len(chunk))
+    except OSError as err:
+        partial.unlink(missing_ok=True)
+        raise CorpusError(f"could not download {url}: {err}\n{DOWNLOAD_HINT}") from err
+    partial.replace(target)
+    return target
+
+
+def extract(archive: str | Path, dest: str | Path) -> Path:
+    """Unpack the tarball safely (no absolute paths, no '..', no links out); return dest/text."""
+    dest = Path(dest).expanduser().resolve()
+    dest.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(archive) as tar:
+        members = tar.getmembers()
+        for m in members:
+            target = (dest / m.name).resolve()
+            if not target.is_relative_to(dest) or m.issym() or m.islnk() or m.isdev():
+                raise CorpusError(f"refusing to extract {m.name!r} from {archive}: "
+                                  "it would write outside the target folder or is a link/device")
+        tar.extractall(dest, members=members, filter="data")
+    return dest / "text"
+
+
+def locate(data_dir: str | Path = "", cache_dir: str | Path = "~/.cache/coursekit/livedoor",
+           url: str = URL) -> Path:
+    """The corpus's text/ folder: data_dir when given (the text/ folder or its parent), else the
+    download cache (downloaded and unpacked on first use)."""
+    if data_dir:
+        path = Path(data_dir).expanduser()
+        if (path / "text").is_dir() and not any((path / c).is_dir() for c in CATEGORIES):
+            path = path / "text"
+        if not path.is_dir():
+            raise CorpusError(f"livedoor corpus folder not found: {path}\n{DOWNLOAD_HINT}")
+        return path
+    cache = Path(cache_dir).expanduser()
+    text = cache / "text"
+    if not (text.is_dir() and any(text.iterdir())):
+        text = extract(download(cache, url), cache)
+    return text
+
+
+# ----------------------------------------------------------------------------- reading
+def read_article(path: Path, max_chars: int = 510) -> tuple[str | None, str | None, int]:
+    """(text, None, length) for a good article (title + body, lines 1-2 dropped, capped at max_chars;
+    length before the cap), (None, problem, 0) for a file to skip."""
+    raw = path.read_bytes()
+    if not raw.strip():
+        return None, "empty file", 0
+    try:
+        content = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return None, "not UTF-8", 0
+    lines = [ln.strip() for ln in content.splitlines()]
+    if len(lines) < 3:
+        return None, "fewer than 3 lines (URL, date, title)", 0
+    text = "\n".join(ln for ln in lines[2:] if ln)
+    if not text:
+        return None, "no title or body", 0
+    return (text[:max_chars] if max_chars and max_chars > 0 else text), None, len(text)
+
+
+def load_corpus(data_dir: str | Path, max_chars: int = 510, categories=None) -> Corpus:
+    """Read every article under data_dir (text/<category>/*.txt), skipping LICENSE/README/CHANGES.
+
+    Bad files are counted in `problems` (with examples), never fatal; counts are compared with the
+    release (`differences`). A missing folder or no article at all raises CorpusError."""
+    from tqdm.auto import tqdm
+
+    root = Path(data_dir).expanduser()
+    if not root.is_dir():
+        raise CorpusError(f"livedoor corpus folder not found: {root}\n{DOWNLOAD_HINT}")
+    folders = sorted(p for p in root.iterdir() if p.is_dir() and any(p.glob("*.txt")))
+    if categories is not None:
+        folders = [p for p in folders if p.name in set(categories)]
+    if not folders:
+        raise CorpusError(f"no category folders with .txt files in {root} (expected text/<category>/"
+                          f"<category>-<id>.txt, e.g. {root}/sports-watch/)\n{DOWNLOAD_HINT}")
+    label_names = [p.name for p in folders]
+    corpus = Corpus([], [], label_names, [], [])
+    files = [(k, f) for k, folder in enumerate(folders) for f in sorted(folder.glob("*.txt"))
+             if f.name not in NOT_ARTICLES]
+    for label, path in tqdm(files, desc="read articles", mininterval=1.0):
+        text, problem, length = read_article(path, max_chars)
+        if problem:
+            corpus.problems[problem] += 1
+            corpus.examples.setdefault(problem, []).append(str(path))
+            continue
+        corpus.texts.append(text)
+        corpus.labels.append(label)
+        corpus.paths.append(str(path))
+        corpus.lengths.append(length)
+    if not corpus.texts:
+        raise CorpusError(f"no readable article in {root}: {dict(corpus.problems)}")
+    corpus.differences = compare_counts(corpus.counts(), categories)
+    if corpus.problems:
+        warnings.warn(f"livedoor: skipped {sum(corpus.problems.values())} unreadable file(s) in {root}: "
+                      + ", ".join(f"{n} {kind}" for kind, n in sorted(corpus.problems.items())),
+                      stacklevel=2)
+    return corpus
+
+
+def compare_counts(counts: dict[str, int], categories=None) -> list[str]:
+    """What differs from the release's 9 categories / 7,367 articles, one sentence each."""
+    expected = {c: n for c, n in EXPECTED_COUNTS.items() if categories is None or c in set(categories)}
+    out = [f"missing category {c!r} (expected {n} articles)" for c, n in expected.items() if c not in counts]
+    out += [f"unknown category {c!r} ({n} articles)" for c, n in counts.items() if c not in expected]
+    out += [f"{c}: {counts[c]} articles, the release has {n}" for c, n in expected.items()
+            if c in counts and counts[c] != n]
+    return out
+
+
+# ----------------------------------------------------------------------------- subsets and splits
+def balanced_subset(corpus: Corpus, per_category: int, seed: int = 0) -> Corpus:
+    """At most per_category articles of each category (random, reproducible); 0 keeps everything."""
+    if per_category <= 0:
+        return corpus
+    rng = random.Random(seed)
+    keep: list[int] = []
+    for label in range(len(corpus.label_names)):
+        idx = [i for i, y in enumerate(corpus.labels) if y == label]
+        keep += sorted(rng.sample(idx, min(per_category, len(idx))))
+    sub = corpus.subset(sorted(keep))
+    sub.problems, sub.examples, sub.differences = corpus.problems, corpus.examples, corpus.differences
+    return sub
+
+
+def split(corpus: Corpus, val_fraction: float = 0.1, test_fraction: float = 0.1, seed: int = 0):
+    """Stratified train / validation / test corpora (same seed, same split on every machine)."""
+    from sklearn.model_selection import train_test_split
+
+    if not (0 < val_fraction < 1 and 0 < test_fraction < 1 and val_fraction + test_fraction < 1):
+        raise ValueError(f"val_fraction={val_fraction} and test_fraction={test_fraction} must be in "
+                         "(0, 1) with a sum below 1")
+    counts = Counter(corpus.labels)
+    small = [corpus.label_names[k] for k, n in counts.items() if n < 3]
+    if small:
+        raise CorpusError(f"too few articles to split in category {', '.join(small)} (need 3 or more)")
+    index = list(range(len(corpus)))
+    rest, test = train_test_split(index, test_size=test_fraction, random_state=seed,
+                                  stratify=corpus.labels)
+    rest_labels = [corpus.labels[i] for i in rest]
+    train, val = train_test_split(rest, test_size=val_fraction / (1 - test_fraction),
+                                  random_state=seed, stratify=rest_labels)
+    return corpus.subset(sorted(train)), corpus.subset(sorted(val)), corpus.subset(sorted(test))
+
+
+# ----------------------------------------------------------------------------- report
+def evaluate(y_true, y_pred, label_names) -> dict:
+    """Accuracy, macro F1, per-genre report and confusion matrix (the same for BERT and baseline)."""
+    from sklearn.metrics import accuracy_score, classification_report, confusion_matrix, f1_score
+
+    labels = list(range(len(label_names)))
+    return {
+        "accuracy": float(accuracy_score(y_true, y_pred)),
+        "macro_f1": float(f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)),
+        "report": classification_report(y_true, y_pred, labels=labels, target_names=list(label_names),
+                                        output_dict=True, zero_division=0),
+        "confusion": confusion_matrix(y_true, y_pred, labels=labels).tolist(),
+    }
+
+
+def report_table(result: dict, label_names):
+    """The per-genre report as a pandas DataFrame (precision, recall, f1, support)."""
+    import pandas as pd
+
+    rows = {JAPANESE_NAMES.get(n, n): result["report"][n] for n in label_names}
+    return pd.DataFrame(rows).T.round(3)
+
+
+def misclassified(texts, y_true, y_pred, label_names, n: int = 5, chars: int = 80):
+    """A few wrong predictions as a DataFrame: true genre, predicted genre, start of the text."""
+    import pandas as pd
+
+    rows = [{"正解": JAPANESE_NAMES.get(label_names[t], label_names[t]),
+             "予測": JAPANESE_NAMES.get(label_names[p], label_names[p]),
+             "本文(冒頭)": texts[i][:chars].replace("\n", " ")}
+            for i, (t, p) in enumerate(zip(y_true, y_pred)) if t != p]
+    return pd.DataFrame(rows[:n])
+
+
+# ----------------------------------------------------------------------------- plots
+def plot_corpus(corpus: Corpus, used: Corpus | None = None, max_chars: int = 0):
+    """Articles per genre (all, and the subset used) and the length distribution before the cap."""
+    import matplotlib.pyplot as plt
+
+    fig, (a, b) = plt.subplots(1, 2, figsize=(12, 4))
+    names = [JAPANESE_NAMES.get(c, c) for c in corpus.label_names]
+    a.barh(names, list(corpus.counts().values()), color="tab:blue", label="コーパス全体")
+    if used is not None and len(used) < len(corpus):
+        a.barh(names, list(used.counts().values()), color="tab:orange", label="この実行で使う記事")
+        a.legend(loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=2, fontsize="small")
+    a.invert_yaxis()
+    a.set_xlabel("記事数")
+    a.set_title("ジャンルごとの記事数")
+    lengths = [min(n, 3000) for n in corpus.lengths]
+    b.hist(lengths, bins=60, color="tab:gray")
+    if max_chars:
+        b.axvline(max_chars, color="tab:red", ls="--", label=f"上限 {max_chars} 文字")
+        b.legend()
+    b.set_xlabel("文字数(タイトル + 本文、3000 以上は 3000 に含める)")
+    b.set_ylabel("記事数")
+    b.set_title("記事の長さの分布(切り詰める前)")
+    fig.tight_layout()
+    return fig
+
+
+def plot_curves(history: dict):
+    """Loss and accuracy per epoch, training vs validation."""
+    import matplotlib.pyplot as plt
+
+    epochs = range(1, len(history["loss"]) + 1)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for ax, key, title in ((axes[0], "loss", "損失"), (axes[1], "accuracy", "正解率")):
+        ax.plot(epochs, history[key], "o-", label="学習")
+        ax.plot(epochs, history[f"val_{key}"], "s-", label="検証")
+        ax.set_xlabel("エポック")
+        ax.set_xticks(list(epochs))
+        ax.set_title(title)
+        ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def plot_confusion(confusion, label_names, title: str):
+    """Confusion matrix with Japanese genre names (call plots.use_japanese_font() first)."""
+    import matplotlib.pyplot as plt
+    from sklearn.metrics import ConfusionMatrixDisplay
+    import numpy as np
+
+    names = [JAPANESE_NAMES.get(n, n) for n in label_names]
+    fig, ax = plt.subplots(figsize=(8, 7))
+    ConfusionMatrixDisplay(np.asarray(confusion), display_labels=names).plot(
+        ax=ax, xticks_rotation=60, colorbar=False, cmap="Blues")
+    ax.set_xlabel("予測したジャンル")
+    ax.set_ylabel("正解のジャンル")
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig

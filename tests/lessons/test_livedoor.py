@@ -1,0 +1,155 @@
+"""The livedoor corpus loader and the baseline, on a corpus the tests write in the release's layout."""
+from __future__ import annotations
+
+import io
+import tarfile
+
+import pytest
+
+from coursekit.lessons import baseline, livedoor
+from ..conftest import SHARED_DATA
+
+REAL_TEXT = SHARED_DATA / "livedoor" / "text"
+
+
+@pytest.fixture
+def sample(tmp_path):
+    return livedoor.write_sample_corpus(tmp_path / "ldcc", per_category=10, seed=1)
+
+
+def test_sample_corpus_layout_and_loading(sample):
+    assert (sample / "README.txt").is_file() and (sample / "CHANGES.txt").is_file()
+    assert all((sample / c / "LICENSE.txt").is_file() for c in livedoor.CATEGORIES)
+    corpus = livedoor.load_corpus(sample, max_chars=40)
+    assert len(corpus) == 90  # LICENSE/README/CHANGES are not articles
+    assert corpus.label_names == sorted(livedoor.CATEGORIES)
+    assert set(corpus.counts().values()) == {10}
+    assert not any("LICENSE" in p for p in corpus.paths)
+    assert all(0 < len(t) <= 40 for t in corpus.texts)
+    first = (sample / "dokujo-tsushin").glob("dokujo-tsushin-*.txt").__next__()
+    lines = first.read_text(encoding="utf-8").splitlines()
+    text = corpus.texts[corpus.paths.index(str(first))]
+    assert text.startswith(lines[2][:20]) and "http" not in text  # title kept, URL + date dropped
+    # the differences from the release are spelled out, one per category here
+    assert len(corpus.differences) == 9 and "the release has 870" in corpus.differences[0]
+
+
+def test_bad_files_are_counted_not_fatal(sample):
+    folder = sample / "smax"
+    (folder / "smax-empty.txt").write_text("", encoding="utf-8")
+    (folder / "smax-latin1.txt").write_bytes("url\ndate\ntitre é\n".encode("latin-1"))
+    (folder / "smax-short.txt").write_text("http://x\n2012-01-01\n", encoding="utf-8")
+    with pytest.warns(UserWarning, match="skipped 3 unreadable file"):
+        corpus = livedoor.load_corpus(sample)
+    assert len(corpus) == 90
+    assert corpus.problems == {"empty file": 1, "not UTF-8": 1, "fewer than 3 lines (URL, date, title)": 1}
+    assert "smax-latin1.txt" in corpus.summary()
+
+
+def test_missing_folder_gives_the_download_hint(tmp_path):
+    with pytest.raises(livedoor.CorpusError, match="not found.*\n.*ldcc-20140209.tar.gz"):
+        livedoor.load_corpus(tmp_path / "nowhere")
+    with pytest.raises(livedoor.CorpusError, match="not found"):
+        livedoor.locate(tmp_path / "nowhere")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(livedoor.CorpusError, match="no category folders"):
+        livedoor.load_corpus(tmp_path / "empty")
+
+
+def test_missing_category_is_reported(sample):
+    import shutil
+
+    shutil.rmtree(sample / "peachy")
+    corpus = livedoor.load_corpus(sample)
+    assert "peachy" not in corpus.label_names and len(corpus.label_names) == 8
+    assert any("missing category 'peachy'" in d for d in corpus.differences)
+
+
+def test_locate_accepts_the_parent_of_text(sample):
+    assert livedoor.locate(sample.parent) == sample
+    assert livedoor.locate(sample) == sample
+
+
+def test_split_is_stratified_and_reproducible(tmp_path):
+    corpus = livedoor.load_corpus(livedoor.write_sample_corpus(tmp_path, per_category=20))
+    train, val, test = livedoor.split(corpus, 0.1, 0.2, seed=3)
+    assert len(train) + len(val) + len(test) == 180
+    assert set(test.counts().values()) == {4} and set(val.counts().values()) == {2}
+    assert not set(train.paths) & set(test.paths) and not set(val.paths) & set(test.paths)
+    again = livedoor.split(corpus, 0.1, 0.2, seed=3)[2]
+    assert again.paths == test.paths
+    assert livedoor.split(corpus, 0.1, 0.2, seed=4)[2].paths != test.paths
+    with pytest.raises(ValueError, match="val_fraction"):
+        livedoor.split(corpus, 0.6, 0.5)
+    sub = livedoor.balanced_subset(corpus, 5, seed=0)
+    assert set(sub.counts().values()) == {5}
+
+
+def test_safe_extraction_refuses_path_escapes(tmp_path):
+    archive = tmp_path / "evil.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        data = b"x"
+        info = tarfile.TarInfo("text/../../escaped.txt")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    with pytest.raises(livedoor.CorpusError, match="refusing to extract"):
+        livedoor.extract(archive, tmp_path / "out")
+    assert not (tmp_path / "escaped.txt").exists()
+
+
+def test_extract_a_good_archive(sample, tmp_path):
+    archive = tmp_path / "ldcc.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(sample, arcname="text")
+    text = livedoor.extract(archive, tmp_path / "unpacked")
+    assert len(livedoor.load_corpus(text)) == 90
+
+
+def test_locate_downloads_and_unpacks_once(sample, tmp_path):
+    import functools
+    import http.server
+    import threading
+
+    served = tmp_path / "served"
+    served.mkdir()
+    with tarfile.open(served / livedoor.ARCHIVE, "w:gz") as tar:
+        tar.add(sample, arcname="text")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
+    handler.log_message = lambda *a: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/{livedoor.ARCHIVE}"
+        text = livedoor.locate("", tmp_path / "cache", url=url)
+    finally:
+        server.shutdown()
+    assert text == tmp_path / "cache" / "text" and len(livedoor.load_corpus(text)) == 90
+    assert (tmp_path / "cache" / livedoor.ARCHIVE).is_file()
+    assert livedoor.locate("", tmp_path / "cache", url="http://127.0.0.1:9/unused") == text  # cached
+
+
+def test_download_failure_is_clear(tmp_path):
+    with pytest.raises(livedoor.CorpusError, match="could not download"):
+        livedoor.download(tmp_path, url="http://127.0.0.1:9/ldcc-20140209.tar.gz")
+    assert not list(tmp_path.glob("*.tar.gz"))  # no half-written archive left as if complete
+
+
+def test_baseline_learns_the_sample_and_reports(tmp_path):
+    corpus = livedoor.load_corpus(livedoor.write_sample_corpus(tmp_path, per_category=20))
+    train, _, test = livedoor.split(corpus, 0.1, 0.2, seed=0)
+    model = baseline.train(train.texts, train.labels)
+    result = livedoor.evaluate(test.labels, model.predict(test.texts), corpus.label_names)
+    assert result["accuracy"] > 0.8  # each generated genre has its own words
+    assert len(result["confusion"]) == 9 and sum(map(sum, result["confusion"])) == len(test)
+    table = livedoor.report_table(result, corpus.label_names)
+    assert list(table.index)[0] == "独女通信" and "f1-score" in table.columns
+    with pytest.raises(ValueError, match="at least 2 genres"):
+        baseline.train(["a", "b"], [0, 0])
+
+
+@pytest.mark.skipif(not REAL_TEXT.is_dir(), reason=f"real livedoor corpus not found at {REAL_TEXT}")
+def test_real_corpus_counts():
+    corpus = livedoor.load_corpus(REAL_TEXT)
+    assert len(corpus) == 7367
+    assert corpus.counts() == livedoor.EXPECTED_COUNTS
+    assert corpus.differences == [] and not corpus.problems

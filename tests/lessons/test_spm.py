@@ -1,0 +1,24 @@
+import pytest
+
+from coursekit.lessons import spm
+TEXTS = ["今日は良い天気です。", "明日は雨が降るでしょう。", "機械学習で文章を分類します。",
+         "東京の天気は晴れ。", "大阪は雨でした。"] * 20
+
+
+def test_trains_a_small_vocabulary_with_fixed_special_ids(tmp_path):
+    path = spm.train_sentencepiece(TEXTS, tmp_path / "sp" / "spiece", vocab_size=300)
+    sp = spm.load(path)
+    assert path.name == "spiece.model" and (tmp_path / "sp" / "spiece.vocab").is_file()
+    assert 9 < sp.get_piece_size() <= 300  # shrunk to what the corpus supports, no error
+    assert [sp.id_to_piece(i) for i in range(7)] == ["<pad>", "<unk>", "<s>", "</s>", "[CLS]", "[SEP]", "[MASK]"]
+    ids = sp.encode("今日は雨です。")
+    assert ids and sp.decode(ids) == "今日は雨です。"
+
+
+def test_empty_corpus_and_tiny_vocab_are_clear_errors(tmp_path):
+    with pytest.raises(ValueError, match="empty corpus"):
+        spm.train_sentencepiece(["", "  ", "\n"], tmp_path / "x", vocab_size=100)
+    with pytest.raises(ValueError, match="vocab_size=5 is too small"):
+        spm.train_sentencepiece(TEXTS, tmp_path / "x", vocab_size=5)
+    with pytest.raises(FileNotFoundError, match="SentencePiece model not found"):
+        spm.load(tmp_path / "missing.model")
