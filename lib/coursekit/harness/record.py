@@ -147,6 +147,21 @@ class Run:
         self.save()
         return path
 
+    def plot_phases(self, name: str = "phases"):
+        """A bar chart of this run's phase times (the same drawing as `coursekit report`), saved as
+        <name>.png in the run folder; returns the figure."""
+        import matplotlib.pyplot as plt
+
+        from ..jpfont import use_japanese_font
+        from .report import read_run
+        from .report_plots import phase_bars
+
+        use_japanese_font()
+        fig, ax = plt.subplots(figsize=(8, 2.2))
+        phase_bars(ax, [read_run(self.dir)])
+        self.save_figure(fig, name)
+        return fig
+
     def finish(self) -> dict:
         """Mark the run completed, print a summary of the phases and return the record."""
         self.data["status"] = "completed"
