@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 
 from coursekit.harness import record as metrics, runs
-from coursekit import start_run
 from coursekit.harness.timing import format_seconds
 
 
@@ -29,9 +28,13 @@ def test_runs_root_honours_the_environment(tmp_path, monkeypatch):
     assert runs.runs_root() == tmp_path / "elsewhere"
 
 
-def test_start_run_records_params_phases_metrics_and_status(tmp_path, monkeypatch):
-    monkeypatch.setenv("COURSEKIT_RUN_DIR", str(tmp_path / "run"))
-    run = start_run("00_gpu_check", "tiny", matmul_size=32)
+def test_open_run_continues_the_runners_record_with_phases_metrics_and_status(tmp_path, monkeypatch):
+    folder = tmp_path / "run"
+    folder.mkdir()
+    metrics.write_json(folder / "metrics.json", metrics.new_record("00_gpu_check", "tiny", {"matmul_size": 32}))
+    monkeypatch.setenv("COURSEKIT_RUN_DIR", str(folder))
+    run = metrics.open_run("00_gpu_check")
+    assert run.dir == folder
     first = metrics.read_metrics(run.dir)
     assert first["status"] == "running" and first["params"]["matmul_size"] == 32
     assert first["device"]["cpu_count"] >= 1 and first["device"]["kind"] in ("cpu", "gpu")
@@ -60,7 +63,7 @@ def test_save_figure_writes_a_png_and_lists_it(tmp_path, monkeypatch):
     import matplotlib.pyplot as plt
 
     monkeypatch.setenv("COURSEKIT_RUN_DIR", str(tmp_path))
-    run = start_run("00_gpu_check", "tiny")
+    run = metrics.open_run("00_gpu_check")
     fig, ax = plt.subplots()
     ax.plot([1, 2, 3])
     path = run.save_figure(fig, "curve")
@@ -68,10 +71,36 @@ def test_save_figure_writes_a_png_and_lists_it(tmp_path, monkeypatch):
     assert json.loads((tmp_path / "metrics.json").read_text())["figures"] == ["curve.png"]
 
 
-def test_start_run_without_the_runner_makes_its_own_folder(runs_dir):
-    run = start_run("00_gpu_check", "tiny")
+def test_open_run_in_jupyterlab_makes_its_own_folder_and_records_the_cells_values(runs_dir, monkeypatch):
+    import __main__
+
+    monkeypatch.setattr(__main__, "matmul_size", 64, raising=False)
+    monkeypatch.setattr(__main__, "profile", "full", raising=False)
+    run = metrics.open_run("00_gpu_check")
     assert run.dir.parent == runs_dir / "00_gpu_check"
-    assert (run.dir / "metrics.json").is_file()
+    data = metrics.read_metrics(run.dir)
+    assert data["profile"] == "full" and data["params"]["matmul_size"] == 64
+
+
+def test_plot_phases_saves_the_chart(tmp_path, monkeypatch):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    monkeypatch.setenv("COURSEKIT_RUN_DIR", str(tmp_path))
+    run = metrics.open_run("demo")
+    with run.phase("load"):
+        pass
+    with run.phase("train"):
+        sum(range(100000))
+    fig = run.plot_phases()
+    assert (tmp_path / "phases.png").stat().st_size > 1000 and "phases.png" in run.data["figures"]
+    assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == ["load", "train"]
+
+
+def test_a_report_notebook_keeps_its_own_runs_out_of_the_report(tmp_path, monkeypatch):
+    monkeypatch.setenv("COURSEKIT_RUN_DIR", str(tmp_path))
+    run = metrics.open_run("05_results", in_report=False)
+    assert metrics.read_metrics(run.dir)["in_report"] is False
 
 
 @pytest.mark.parametrize("seconds,text", [(3.14159, "3.1 s"), (125, "2 min 05 s"), (3720, "1 h 02 min")])
@@ -81,6 +110,6 @@ def test_format_seconds(seconds, text):
 
 def test_log_curve_keeps_points_for_later_plots(tmp_path, monkeypatch):
     monkeypatch.setenv("COURSEKIT_RUN_DIR", str(tmp_path))
-    run = start_run("00_gpu_check", "tiny")
+    run = metrics.open_run("00_gpu_check")
     run.log_curve("loss", [{"step": 1, "loss": np.float64(2.5)}, {"step": 2, "loss": 2.0}])
     assert metrics.read_metrics(tmp_path)["curves"]["loss"] == [{"step": 1, "loss": 2.5}, {"step": 2, "loss": 2.0}]

@@ -4,7 +4,8 @@ import json
 import pytest
 
 from coursekit.harness.params import ParameterError
-from coursekit.harness.runner import check_parameters, run_notebook
+from coursekit.harness import params
+from coursekit.harness.runner import run_notebook
 
 from ..conftest import NOTEBOOKS, coursekit_cli, write_notebook
 
@@ -17,35 +18,18 @@ def scratch(tmp_path):
     return write_notebook(
         tmp_path / "scratch.ipynb",
         'profile = "full"\nsteps = 3\nrate = 0.5\nname = "x"',
-        "import coursekit, os, json\nprint('steps', steps, 'rate', rate, 'name', name)",
+        "import os, json\nprint('steps', steps, 'rate', rate, 'name', name)",
         "assert steps < 100, f'too many steps: {steps}'",
     )
 
 
-def test_unknown_parameter_is_refused_naming_it():
-    with pytest.raises(ParameterError, match="unknown parameter 'matmul_sizes' for 00_gpu_check"):
-        check_parameters(GPU_CHECK, [("matmul_sizes", "5")])
-
-
-def test_wrong_type_is_refused_naming_it():
-    with pytest.raises(ParameterError, match="'matmul_repeats' expects int, got 'many'"):
-        check_parameters(GPU_CHECK, [("matmul_repeats", "many")])
-    with pytest.raises(ParameterError, match="--profile"):
-        check_parameters(GPU_CHECK, [("profile", "tiny")])
-
-
-def test_command_line_values_are_typed():
-    assert check_parameters(GPU_CHECK, [("matmul_size", "64"), ("require_gpu", "false")]) == {
-        "matmul_size": 64, "require_gpu": False}
-
-
-def test_notebook_without_a_table_is_typed_from_its_parameters_cell(scratch):
-    assert check_parameters(scratch, [("steps", "7"), ("rate", "2"), ("name", "y")]) == {
-        "steps": 7, "rate": 2, "name": "y"}
+def test_notebook_parameters_are_checked_against_its_cell(scratch):
+    assert params.resolve(scratch, None, [("steps", "7"), ("rate", "2"), ("name", "y")]) == {
+        "profile": "full", "steps": 7, "rate": 2.0, "name": "y"}
     with pytest.raises(ParameterError, match="'steps' expects int, got '2.5'"):
-        check_parameters(scratch, [("steps", "2.5")])
+        params.resolve(scratch, None, [("steps", "2.5")])
     with pytest.raises(ParameterError, match="unknown parameter 'step'"):
-        check_parameters(scratch, [("step", "1")])
+        params.resolve(scratch, None, [("step", "1")])
 
 
 def test_cli_refusals_exit_2_before_anything_runs(runs_dir):
@@ -55,7 +39,7 @@ def test_cli_refusals_exit_2_before_anything_runs(runs_dir):
     proc = coursekit_cli("run", str(GPU_CHECK), "--profile", "tiny", "-p", "matmul_size", "3.5")
     assert proc.returncode == 2 and "'matmul_size' expects int, got '3.5'" in proc.stderr
     proc = coursekit_cli("run", str(GPU_CHECK), "--profile", "medium")
-    assert proc.returncode == 2 and "invalid choice: 'medium'" in proc.stderr
+    assert proc.returncode == 2 and "00_gpu_check.ipynb has no profile 'medium'" in proc.stderr
     proc = coursekit_cli("run", "notebooks/missing.ipynb")
     assert proc.returncode == 2 and "notebook not found" in proc.stderr
     assert not runs_dir.exists() or not any(runs_dir.rglob("*.ipynb")), "nothing may run"
@@ -70,21 +54,23 @@ def test_failing_cell_exits_1_prints_the_error_and_keeps_the_evidence(scratch, r
     data = json.loads((folder / "metrics.json").read_text())
     assert data["status"] == "failed" and data["runner"]["status"] == "failed"
     assert "too many steps: 500" in data["runner"]["error"]
-    assert data["runner"]["parameters"] == {"steps": 500}
+    assert data["runner"]["parameters"] == {"profile": "full", "steps": 500, "rate": 0.5, "name": "x"}
+    assert data["params"] == data["runner"]["parameters"], "the runner records what it resolved"
     executed = json.loads((folder / "scratch.ipynb").read_text())
     assert executed["metadata"]["papermill"]["exception"] is True
     assert (folder / "scratch.html").stat().st_size > 1000
 
 
 def test_successful_run_writes_notebook_html_and_metrics(scratch, runs_dir):
+    (scratch.parent / "scratch.tiny.yaml").write_text("profile: tiny\nrate: 0.25\n")
     result = run_notebook(scratch, "tiny", {"steps": 2}, name="demo", quiet=True)
     assert result.ok and result.run_dir == runs_dir / "scratch" / "demo"
     assert result.notebook.is_file() and result.html.is_file()
-    assert result.metrics["runner"]["parameters"] == {"steps": 2, "profile": "tiny"}
+    assert result.metrics["runner"]["parameters"] == {"profile": "tiny", "steps": 2, "rate": 0.25, "name": "x"}
     assert result.metrics["status"] == "completed", "a notebook without a run record still completes"
     out = json.loads(result.notebook.read_text())
     printed = "".join("".join(o.get("text", "")) for c in out["cells"] for o in c.get("outputs", []))
-    assert "steps 2 rate 0.5 name x" in printed
+    assert "steps 2 rate 0.25 name x" in printed
     again = run_notebook(scratch, "tiny", {"steps": 2}, name="demo", quiet=True)
     assert again.run_dir.name == "demo-2", "an earlier run folder is never overwritten"
 

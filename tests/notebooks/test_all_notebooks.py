@@ -5,7 +5,7 @@ import nbformat
 import papermill
 import pytest
 
-from coursekit.harness import params as profiles
+from coursekit.harness import params
 from coursekit.harness.device import device_summary
 
 from ..conftest import NOTEBOOKS, coursekit_cli
@@ -30,9 +30,21 @@ def test_committed_without_outputs_with_parameters_cell_and_kernelspec(path):
 
 
 @pytest.mark.parametrize("path", ALL, ids=lambda p: p.name)
-def test_parameters_cell_declares_exactly_the_profile_table(path):
-    declared = set(papermill.inspect_notebook(str(path)))  # also fails on lines papermill cannot parse
-    assert declared == {"profile", *profiles.spec(path.stem)}
+def test_parameters_cell_shows_every_value_with_a_comment(path):
+    table = params.declared(path)  # fails on anything but `name = literal` lines
+    assert table["profile"].default == "full" and list(table)[0] == "profile"
+    assert set(papermill.inspect_notebook(str(path))) == set(table), "papermill reads the same names"
+    missing = [name for name, p in table.items() if not p.help]
+    assert not missing, f"parameters without a comment: {missing}"
+
+
+@pytest.mark.parametrize("path", ALL, ids=lambda p: p.name)
+def test_every_profile_file_resolves_against_the_cell(path):
+    names = params.profiles(path)
+    assert "tiny" in names, "every notebook has a tiny profile for a CPU run"
+    for profile in names:
+        values = params.resolve(path, profile)  # unknown names or wrong types raise, naming the file
+        assert values["profile"] == profile
 
 
 @pytest.mark.notebook

@@ -63,8 +63,8 @@ def parse_cell(source: str, where: str = "parameters cell") -> dict[str, Paramet
             value = ast.literal_eval(node.value)
         except ValueError:
             raise ParameterError(f"{where}, line {node.lineno}: {name} must be a literal value") from None
-        line = lines[node.lineno - 1]
-        comment = line.split("#", 1)[1].strip() if "#" in line[node.value.end_col_offset:] else ""
+        rest = lines[node.lineno - 1].encode("utf-8")[node.value.end_col_offset:].decode("utf-8")
+        comment = rest.split("#", 1)[1].strip() if "#" in rest else ""  # ast's offsets count bytes
         out[name] = Parameter(name, value, type(value), comment)
     return out
 

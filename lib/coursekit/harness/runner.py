@@ -15,10 +15,12 @@ import os
 import re
 import signal
 import sys
+import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from . import params as params_mod
 from . import preemption, runs
@@ -73,90 +75,111 @@ def _record_outcome(run_dir: Path, notebook: Path, profile: str | None, params: 
     return data
 
 
-def run_notebook(notebook: str | Path, profile: str | None = None,
-                 parameters: list[tuple[str, str]] | dict[str, Any] | None = None, *,
-                 runs_dir: str | Path | None = None, name: str | None = None,
-                 kernel: str = "python3", html: bool = True, quiet: bool = False) -> RunResult:
-    """Execute `notebook` with papermill into a new run folder; never raises for a failing cell
-    (the result says ok=False and carries the error), raises ParameterError for bad parameters."""
-    import papermill
-    from papermill.exceptions import PapermillExecutionError
-
-    notebook = Path(notebook)
-    if not notebook.is_file():
-        raise FileNotFoundError(f"notebook not found: {notebook}")
-    values = params_mod.resolve(notebook, profile, parameters)
-    profile = values["profile"]
-    root = Path(runs_dir).resolve() if runs_dir else None
-    run_dir = None if name else runs.resume_run_dir(notebook.stem, root)
+def _run_folder(notebook: Path, root: Path | None, name: str | None) -> tuple[Path, int]:
+    """A new run folder, or the earlier attempt's folder when Slurm requeued this job."""
     attempt = runs.restart_count() + 1
+    run_dir = None if name else runs.resume_run_dir(notebook.stem, root)
     if run_dir is not None:  # a requeued job: continue where its checkpoints are
         _archive_attempt(run_dir, notebook, attempt - 1)
-    else:
-        run_dir = runs.new_run_dir(notebook.stem, root, name)
-    out_nb = run_dir / notebook.name
-    inject = values
-    write_json(run_dir / METRICS_FILE, new_record(notebook.stem, profile, values))
+        return run_dir, attempt
+    return runs.new_run_dir(notebook.stem, root, name), attempt
 
-    say = (lambda *a: None) if quiet else (lambda *a: print(*a, file=sys.stderr, flush=True))
-    say(f"coursekit run: {notebook} (profile {profile}) -> {run_dir}")
-    env_before = os.environ.get("COURSEKIT_RUN_DIR")
-    os.environ["COURSEKIT_RUN_DIR"] = str(run_dir)  # the kernel inherits it; start_run() reads it
 
+@contextmanager
+def _job_context(run_dir: Path, say) -> Iterator[None]:
+    """While the notebook runs: SIGTERM ends it as "killed"; Slurm's warning signal (USR1, passed
+    on by sbatch/run-notebook.sh) asks it to checkpoint and stop; the kernel inherits
+    COURSEKIT_RUN_DIR (where `record.open_run` and `preemption` look)."""
     def on_term(signum, frame):
         raise JobKilled(f"received signal {signum} (job cancelled or out of time)")
 
-    def on_warning(signum, frame):  # Slurm's --signal warning, passed on by sbatch/run-notebook.sh
+    def on_warning(signum, frame):
         say(f"\ncoursekit run: warning signal {signum}: asking the notebook to checkpoint and stop")
         preemption.request_stop(run_dir, f"signal {signum}")
 
-    old_term = signal.signal(signal.SIGTERM, on_term) if _main_thread() else None
-    old_usr1 = signal.signal(signal.SIGUSR1, on_warning) if _main_thread() else None
-    started, t0 = _now(), time.perf_counter()
-    status, error = "completed", None
+    main = threading.current_thread() is threading.main_thread()
+    old_term = signal.signal(signal.SIGTERM, on_term) if main else None
+    old_usr1 = signal.signal(signal.SIGUSR1, on_warning) if main else None
+    env_before = os.environ.get("COURSEKIT_RUN_DIR")
+    os.environ["COURSEKIT_RUN_DIR"] = str(run_dir)
     try:
-        papermill.execute_notebook(
-            str(notebook), str(out_nb), parameters=inject, kernel_name=kernel,
-            progress_bar=not quiet and ({} if sys.stderr.isatty() else {"ascii": True, "ncols": 80}),
-            stdout_file=None if quiet else sys.stdout, stderr_file=None if quiet else sys.stderr,
-        )
-    except PapermillExecutionError as exc:
-        error = f"cell {exc.exec_count}: {exc.ename}: {exc.evalue}"
-        if exc.ename == preemption.Preempted.__name__:
-            status = "preempted"
-            say(f"\nPREEMPTED: checkpoint saved ({exc.evalue}); the job can be requeued")
-        else:
-            status = "failed"
-            trace = ANSI.sub("", "\n".join(exc.traceback or []))
-            say(f"\nFAILED in {error}\n{trace}")
-    except (JobKilled, KeyboardInterrupt) as exc:
-        status, error = "killed", str(exc) or "interrupted"
-        say(f"\nKILLED: {error}")
+        yield
     finally:
-        if old_term is not None:
+        if main:
             signal.signal(signal.SIGTERM, old_term)
-        if old_usr1 is not None:
             signal.signal(signal.SIGUSR1, old_usr1)
         if env_before is None:
             os.environ.pop("COURSEKIT_RUN_DIR", None)
         else:
             os.environ["COURSEKIT_RUN_DIR"] = env_before
 
+
+def _execute(notebook: Path, out_nb: Path, values: dict, kernel: str, quiet: bool,
+             say) -> tuple[str, str | None]:
+    """Run the notebook with papermill; return (status, error) without raising for a failing cell."""
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    try:
+        papermill.execute_notebook(
+            str(notebook), str(out_nb), parameters=values, kernel_name=kernel,
+            progress_bar=not quiet and ({} if sys.stderr.isatty() else {"ascii": True, "ncols": 80}),
+            stdout_file=None if quiet else sys.stdout, stderr_file=None if quiet else sys.stderr,
+        )
+    except PapermillExecutionError as exc:
+        error = f"cell {exc.exec_count}: {exc.ename}: {exc.evalue}"
+        if exc.ename == preemption.Preempted.__name__:
+            say(f"\nPREEMPTED: checkpoint saved ({exc.evalue}); the job can be requeued")
+            return "preempted", error
+        trace = ANSI.sub("", "\n".join(exc.traceback or []))
+        say(f"\nFAILED in {error}\n{trace}")
+        return "failed", error
+    except (JobKilled, KeyboardInterrupt) as exc:
+        error = str(exc) or "interrupted"
+        say(f"\nKILLED: {error}")
+        return "killed", error
+    return "completed", None
+
+
+def _export(out_nb: Path, html: bool, say) -> Path | None:
+    if not (html and out_nb.exists()):
+        return None
+    try:
+        return export_html(out_nb)
+    except Exception as exc:  # an export problem must not hide the run's own outcome
+        say(f"warning: HTML export failed: {type(exc).__name__}: {exc}")
+        return None
+
+
+def run_notebook(notebook: str | Path, profile: str | None = None,
+                 parameters: list[tuple[str, str]] | dict[str, Any] | None = None, *,
+                 runs_dir: str | Path | None = None, name: str | None = None,
+                 kernel: str = "python3", html: bool = True, quiet: bool = False) -> RunResult:
+    """Execute `notebook` with papermill into a new run folder; never raises for a failing cell
+    (the result says ok=False and carries the error), raises ParameterError for bad parameters."""
+    notebook = Path(notebook)
+    if not notebook.is_file():
+        raise FileNotFoundError(f"notebook not found: {notebook}")
+    values = params_mod.resolve(notebook, profile, parameters)
+    run_dir, attempt = _run_folder(notebook, Path(runs_dir).resolve() if runs_dir else None, name)
+    out_nb = run_dir / notebook.name
+    write_json(run_dir / METRICS_FILE, new_record(notebook.stem, values["profile"], values))
+
+    say = (lambda *a: None) if quiet else (lambda *a: print(*a, file=sys.stderr, flush=True))
+    say(f"coursekit run: {notebook} (profile {values['profile']}) -> {run_dir}")
+    started, t0 = _now(), time.perf_counter()
+    with _job_context(run_dir, say):
+        status, error = _execute(notebook, out_nb, values, kernel, quiet, say)
     duration = time.perf_counter() - t0
-    html_path = None
-    if html and out_nb.exists():
-        try:
-            html_path = export_html(out_nb)
-        except Exception as exc:  # an export problem must not hide the run's own outcome
-            say(f"warning: HTML export failed: {type(exc).__name__}: {exc}")
+    html_path = _export(out_nb, html, say)
     runner = {
         "status": status, "error": error, "started": started, "finished": _now(),
         "duration_s": round(duration, 3), "source": str(notebook.resolve()),
         "output_notebook": out_nb.name, "html": html_path.name if html_path else None,
-        "parameters": inject, "kernel": kernel, "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
+        "parameters": values, "kernel": kernel, "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
         "attempt": attempt,
     }
-    data = _record_outcome(run_dir, notebook, profile, inject, runner)
+    data = _record_outcome(run_dir, notebook, values["profile"], values, runner)
     say(f"coursekit run: {status} in {format_seconds(duration)}; results in {run_dir}")
     return RunResult(run_dir, out_nb, html_path, data, status == "completed", error)
 
@@ -168,12 +191,6 @@ def _archive_attempt(run_dir: Path, notebook: Path, attempt: int) -> None:
         if path.exists():
             path.rename(path.with_name(f"{path.stem}.attempt{attempt}{path.suffix}"))
     preemption.clear_stop(run_dir)
-
-
-def _main_thread() -> bool:
-    import threading
-
-    return threading.current_thread() is threading.main_thread()
 
 
 def main(argv: list[str] | None = None) -> int:
