@@ -2,7 +2,7 @@
 
 Three steps, each usable alone:
     facts = gather_facts()          # what this process sees: packages, frameworks, devices, env
-    findings = diagnose(facts)      # the classic traps, each with a fix in plain words
+    findings = diagnose(facts)      # the classic traps (TRAPS: one small function each), with fixes
     matmul_benchmark("torch", "cpu", 1024)   # a timed matrix multiply
 
 `python -m coursekit gpu` prints the same report for a shell or a container's %test section.
@@ -214,6 +214,11 @@ def gather_facts(frameworks: tuple[str, ...] = ("torch", "tensorflow")) -> dict:
 
 
 # ----------------------------------------------------------------------------- diagnosis
+# Each trap is one small function: facts -> findings (usually none or one). Titles are what a student
+# reads in class: Japanese first, then English; details and fixes name the exact commands.
+FRAMEWORK_NAMES = {"torch": "PyTorch", "tensorflow": "TensorFlow"}
+
+
 def _finding(level: str, title: str, detail: str = "", fix: str = "") -> dict:
     return {"level": level, "title": title, "detail": detail, "fix": fix}
 
@@ -224,113 +229,195 @@ def gpu_hardware_expected(facts: dict) -> bool:
 
 
 def visible_gpu_count(facts: dict) -> int:
-    counts = [len((facts.get(fw) or {}).get("gpus") or []) for fw in ("torch", "tensorflow")]
+    counts = [len((facts.get(fw) or {}).get("gpus") or []) for fw in FRAMEWORK_NAMES]
     return max(counts)
 
 
-def diagnose(facts: dict) -> list[dict]:
-    """The classic traps, most serious first. Levels: error, warning, info, ok."""
-    out: list[dict] = []
-    hw = gpu_hardware_expected(facts)
-    torch, tf = facts.get("torch") or {}, facts.get("tensorflow") or {}
+def _frameworks_seeing_gpus(facts: dict) -> list[str]:
+    return [fw for fw in FRAMEWORK_NAMES if (facts.get(fw) or {}).get("gpus")]
 
-    # 1. two TensorFlow distributions over one folder
+
+def trap_two_tensorflows(facts: dict) -> list[dict]:
+    """Two TensorFlow distributions over one folder, or tensorflow-cpu on a GPU node."""
     dists = facts.get("tf_distributions") or {}
     if len(dists) > 1:
         listed = ", ".join(f"{k}=={v}" for k, v in dists.items())
-        out.append(_finding(
-            "error", "Several TensorFlow distributions are installed side by side",
+        return [_finding(
+            "error", "TensorFlow が二重にインストールされています / "
+                     "Several TensorFlow distributions are installed side by side",
             f"{listed} all write the same `tensorflow` folder; whichever was installed last wins, "
             "often a CPU-only build over the GPU one.",
             "Uninstall all of them, then install exactly one: `pip uninstall -y "
             + " ".join(dists) + " && pip install tensorflow==<pinned version>` "
-            "(use `tensorflow`, never `tensorflow-cpu`, with tf-keras)."))
-    elif "tensorflow-cpu" in dists and hw:
-        out.append(_finding(
-            "error", "tensorflow-cpu is installed on a GPU node",
+            "(use `tensorflow`, never `tensorflow-cpu`, with tf-keras).")]
+    if "tensorflow-cpu" in dists and gpu_hardware_expected(facts):
+        return [_finding(
+            "error", "GPU ノードに tensorflow-cpu が入っています / tensorflow-cpu is installed on a GPU node",
             "The CPU-only TensorFlow never uses the GPU.",
-            "`pip uninstall -y tensorflow-cpu && pip install tensorflow==<pinned version>`."))
+            "`pip uninstall -y tensorflow-cpu && pip install tensorflow==<pinned version>`.")]
+    return []
 
-    # 2. Keras 3 where keras-bert needs Keras 2
-    keras_version = str(tf.get("keras_version") or "")
-    if facts.get("keras_bert") and (keras_version.startswith("3") or not facts.get("tf_keras")):
-        out.append(_finding(
-            "error", "tf.keras is Keras 3, but keras-bert needs Keras 2",
-            f"tf.keras version: {keras_version or 'unknown'}; tf-keras installed: "
-            f"{facts.get('tf_keras') or 'no'}; TF_USE_LEGACY_KERAS={facts.get('tf_use_legacy_keras')}. "
-            "keras-bert then fails with 'Iterating over a symbolic KerasTensor is not supported'.",
-            "Install tf-keras with the same version as TensorFlow and set TF_USE_LEGACY_KERAS=1 "
-            "before TensorFlow is imported (`import coursekit` first does it; the kit's "
-            "containers set it in %environment). Never `pip install keras` unpinned."))
 
-    # 3. container started without --nv
-    if facts.get("container") and hw and not facts.get("libcuda"):
-        out.append(_finding(
-            "error", "GPU node, but the container cannot see the NVIDIA driver",
+def trap_keras3_under_keras_bert(facts: dict) -> list[dict]:
+    """keras-bert installed, but tf.keras is Keras 3: an error when tf-keras is missing or the switch
+    did not take; a warning when only TF_USE_LEGACY_KERAS is unset in this process (a notebook that
+    sets it above `import tensorflow`, as the kit's do, is fine)."""
+    keras_version = str((facts.get("tensorflow") or {}).get("keras_version") or "")
+    if not facts.get("keras_bert") or (not keras_version.startswith("3") and facts.get("tf_keras")):
+        return []
+    detail = (f"tf.keras version: {keras_version or 'unknown'}; tf-keras installed: "
+              f"{facts.get('tf_keras') or 'no'}; TF_USE_LEGACY_KERAS={facts.get('tf_use_legacy_keras')}. "
+              "keras-bert then fails with 'Iterating over a symbolic KerasTensor is not supported'.")
+    fix = ("Set TF_USE_LEGACY_KERAS=1 before tf.keras is first used: `os.environ[\"TF_USE_LEGACY_KERAS\"] "
+           "= \"1\"` above `import tensorflow` (the kit's notebooks do it in a visible cell; the kit's "
+           "containers set it in %environment; in a shell: `export TF_USE_LEGACY_KERAS=1`).")
+    if facts.get("tf_keras") and facts.get("tf_use_legacy_keras") != "1":
+        return [_finding(
+            "warning", "TF_USE_LEGACY_KERAS=1 が設定されていません(keras-bert には Keras 2 が必要) / "
+                       "TF_USE_LEGACY_KERAS is not set: tf.keras is Keras 3 here, keras-bert needs Keras 2",
+            detail, fix)]
+    return [_finding(
+        "error", "tf.keras が Keras 3 です(keras-bert には Keras 2 が必要) / "
+                 "tf.keras is Keras 3, but keras-bert needs Keras 2",
+        detail, "Install tf-keras with the same version as TensorFlow (`pip install tf-keras==<TensorFlow's "
+                "version>`; never `pip install keras` unpinned). " + fix)]
+
+
+def trap_driver_not_visible(facts: dict) -> list[dict]:
+    """GPU hardware, but libcuda.so.1 cannot be loaded: a container started without --nv, or no driver."""
+    if not gpu_hardware_expected(facts) or facts.get("libcuda"):
+        return []
+    if facts.get("container"):
+        return [_finding(
+            "error", "コンテナから NVIDIA ドライバが見えません(--nv の付け忘れ) / "
+                     "GPU node, but the container cannot see the NVIDIA driver",
             f"Inside {facts['container']}: Slurm GPUs={facts.get('slurm_gpus')}, "
             f"/dev/nvidia*={facts.get('dev_nvidia') or 'none'}, libcuda.so.1 not loadable.",
             "Start the container with `--nv`: `singularity exec --nv image.sif ...` "
-            "(the kit's sbatch scripts do)."))
-    elif hw and not facts.get("container") and not facts.get("libcuda"):
-        out.append(_finding(
-            "error", "GPUs are present but the NVIDIA driver library is not loadable",
-            "libcuda.so.1 could not be loaded on the host.",
-            "Ask the admins whether the driver is installed on this node, or load the CUDA module."))
+            "(the kit's sbatch scripts do).")]
+    return [_finding(
+        "error", "GPU はありますが NVIDIA ドライバを読み込めません / "
+                 "GPUs are present but the NVIDIA driver library is not loadable",
+        "libcuda.so.1 could not be loaded on the host.",
+        "Ask the admins whether the driver is installed on this node, or load the CUDA module.")]
 
-    # 4. framework builds without CUDA on a GPU node
-    if hw and torch.get("installed") and not torch.get("built_with_cuda"):
+
+def trap_cpu_only_builds(facts: dict) -> list[dict]:
+    """A framework built without CUDA on a GPU node: it can never use the GPU."""
+    if not gpu_hardware_expected(facts):
+        return []
+    out = []
+    torch, tf = facts.get("torch") or {}, facts.get("tensorflow") or {}
+    if torch.get("installed") and not torch.get("built_with_cuda"):
         out.append(_finding(
-            "error", "PyTorch is a CPU-only build on a GPU node",
+            "error", "PyTorch が CPU 専用ビルドです / PyTorch is a CPU-only build on a GPU node",
             f"torch {torch.get('version')} has no CUDA (torch.version.cuda is None).",
             "Install the CUDA build of the pinned version (e.g. from the PyTorch wheel index for "
             "your CUDA version), or use the kit's transformers container built from defs/."))
-    if hw and tf.get("installed") and not tf.get("built_with_cuda"):
+    if tf.get("installed") and not tf.get("built_with_cuda"):
         out.append(_finding(
-            "error", "TensorFlow is built without CUDA on a GPU node",
+            "error", "TensorFlow が CUDA なしでビルドされています / TensorFlow is built without CUDA on a GPU node",
             f"tensorflow {tf.get('version')}: tf.test.is_built_with_cuda() is False.",
             "Use the keras-bert container (TensorFlow GPU base image) or install `tensorflow[and-cuda]`."))
+    return out
 
-    # 5. user site-packages leaking into the container
+
+def trap_cuda_build_sees_no_gpu(facts: dict) -> list[dict]:
+    """A framework built with CUDA sees no GPU although one is present (another framework sees it,
+    or the driver is loadable). The original workshop's trap: an unpinned `pip install keras` replaced
+    the image's GPU TensorFlow with another wheel, and training ran on the CPU without a word."""
+    seeing = _frameworks_seeing_gpus(facts)
+    if not seeing and not (gpu_hardware_expected(facts) and facts.get("libcuda")):
+        return []  # no GPU here, or the driver trap above already explains it
+    out = []
+    for fw, name in FRAMEWORK_NAMES.items():
+        info = facts.get(fw) or {}
+        if not (info.get("installed") and info.get("built_with_cuda")) or info.get("gpus"):
+            continue
+        others = ", ".join(f"{FRAMEWORK_NAMES[o]} sees {len(facts[o]['gpus'])}" for o in seeing)
+        out.append(_finding(
+            "error", f"{name} は CUDA 付きなのに GPU が見えていません / {name} is built with CUDA but sees no GPU",
+            f"{fw} {info.get('version')} (built for CUDA {info.get('cuda_version') or '?'}) sees 0 GPUs; "
+            f"{others or 'the NVIDIA driver is loadable'}. Likely cause: an unpinned `pip install` "
+            "(e.g. `pip install keras`) replaced the image's GPU wheel with another one (a CPU wheel, or "
+            "one built for a CUDA whose libraries the image lacks); or the container was started "
+            "without `--nv`; or the driver is older than the CUDA this build needs (nvidia-smi header).",
+            f"`pip list | grep -i -e {fw} -e nvidia` to see what was installed; reinstall the pinned "
+            "version of the image (better: rebuild the kit's container from defs/, where every package "
+            "is pinned with ==); start the container with `singularity exec --nv`."))
+    return out
+
+
+def trap_user_site(facts: dict) -> list[dict]:
+    """Packages in ~/.local shadow the environment's (an error inside a container)."""
     leaked = facts.get("user_site_modules") or []
-    if facts.get("user_site_enabled") and leaked:
-        level = "error" if facts.get("container") else "warning"
-        out.append(_finding(
-            level, "Packages in ~/.local can shadow the environment's own",
-            f"{facts.get('user_site')} holds: {', '.join(leaked)}. Python searches it before the "
-            "container's site-packages, so these versions win.",
-            "Set PYTHONNOUSERSITE=1 (the kit's containers and sbatch scripts do), or remove them: "
-            "`pip uninstall --user ...`."))
+    if not (facts.get("user_site_enabled") and leaked):
+        return []
+    return [_finding(
+        "error" if facts.get("container") else "warning",
+        "~/.local のパッケージが優先されてしまいます / Packages in ~/.local can shadow the environment's own",
+        f"{facts.get('user_site')} holds: {', '.join(leaked)}. Python searches it before the "
+        "container's site-packages, so these versions win.",
+        "Set PYTHONNOUSERSITE=1 (the kit's containers and sbatch scripts do), or remove them: "
+        "`pip uninstall --user ...`.")]
 
-    # 6. GPUs allocated but a framework sees none (CUDA_VISIBLE_DEVICES, driver, build)
-    visible = visible_gpu_count(facts)
+
+def trap_hidden_devices(facts: dict) -> list[dict]:
+    """CUDA_VISIBLE_DEVICES set to a value that hides every GPU."""
     cvd = facts.get("cuda_visible_devices")
-    if cvd is not None and cvd.strip() in ("", "-1", "NoDevFiles"):
-        out.append(_finding(
-            "warning", f"CUDA_VISIBLE_DEVICES={cvd!r} hides every GPU",
-            "Frameworks honour this variable and then see no GPU.",
-            "Unset it, or request GPUs from Slurm (`#SBATCH --gpus tesla:1`), which sets it for you."))
-    if hw and visible == 0 and not any(f["level"] == "error" for f in out):
-        out.append(_finding(
-            "error", "A GPU is present, but neither framework sees it",
-            f"nvidia-smi: {'works' if facts.get('nvidia_smi') else 'fails or absent'}; "
-            f"CUDA_VISIBLE_DEVICES={cvd!r}.",
-            "Compare the CUDA version the framework was built with (below) with the driver's "
-            "(nvidia-smi header): the driver must be at least as new."))
-    if facts.get("slurm_job_id") and not facts.get("slurm_gpus") and not hw:
-        out.append(_finding(
-            "info", "This Slurm job did not request a GPU",
-            f"Job {facts['slurm_job_id']} has no GPUs allocated.",
-            "Add `#SBATCH --gpus tesla:1` (type and count as your cluster names them)."))
+    if cvd is None or cvd.strip() not in ("", "-1", "NoDevFiles"):
+        return []
+    return [_finding(
+        "warning", f"CUDA_VISIBLE_DEVICES={cvd!r} がすべての GPU を隠しています / "
+                   f"CUDA_VISIBLE_DEVICES={cvd!r} hides every GPU",
+        "Frameworks honour this variable and then see no GPU.",
+        "Unset it, or request GPUs from Slurm (`#SBATCH --gpus tesla:1`), which sets it for you.")]
 
+
+def trap_job_without_gpu(facts: dict) -> list[dict]:
+    """A Slurm job that requested no GPU."""
+    if not facts.get("slurm_job_id") or facts.get("slurm_gpus") or gpu_hardware_expected(facts):
+        return []
+    return [_finding(
+        "info", "この Slurm ジョブは GPU を要求していません / This Slurm job did not request a GPU",
+        f"Job {facts['slurm_job_id']} has no GPUs allocated.",
+        "Add `#SBATCH --gpus tesla:1` (type and count as your cluster names them).")]
+
+
+TRAPS = (trap_two_tensorflows, trap_keras3_under_keras_bert, trap_driver_not_visible,
+         trap_cpu_only_builds, trap_cuda_build_sees_no_gpu, trap_user_site, trap_hidden_devices,
+         trap_job_without_gpu)
+
+
+def summary_finding(facts: dict, found: list[dict]) -> list[dict]:
+    """The last word: GPUs visible and nothing wrong (ok), no GPU here (info), or a GPU nobody sees
+    that no trap explained (error). Never ok while an error stands."""
+    visible, hw = visible_gpu_count(facts), gpu_hardware_expected(facts)
+    if any(f["level"] == "error" for f in found):
+        return []
     if visible:
-        out.append(_finding("ok", f"{visible} GPU(s) visible to the frameworks"))
-    elif not hw:
-        out.append(_finding(
-            "info", "No GPU is visible: this machine computes on the CPU",
-            "Nothing is wrong with the software; there is simply no NVIDIA GPU here.",
-            "On the cluster, submit to a GPU partition (`sbatch sbatch/gpu_check.sbatch`)."))
+        return [_finding("ok", f"GPU が {visible} 枚見えています / {visible} GPU(s) visible to the frameworks")]
+    if hw:
+        return [_finding(
+            "error", "GPU はありますが、どのフレームワークにも見えていません / "
+                     "A GPU is present, but neither framework sees it",
+            f"nvidia-smi: {'works' if facts.get('nvidia_smi') else 'fails or absent'}; "
+            f"CUDA_VISIBLE_DEVICES={facts.get('cuda_visible_devices')!r}.",
+            "Compare the CUDA version the framework was built with (below) with the driver's "
+            "(nvidia-smi header): the driver must be at least as new.")]
+    return [_finding(
+        "info", "GPU が見えません: この計算機は CPU で計算します / "
+                "No GPU is visible: this machine computes on the CPU",
+        "Nothing is wrong with the software; there is simply no NVIDIA GPU here.",
+        "On the cluster, submit to a GPU partition (`sbatch sbatch/gpu_check.sbatch`).")]
+
+
+def diagnose(facts: dict) -> list[dict]:
+    """The classic traps, most serious first. Levels: error, warning, info, ok."""
+    found = [f for trap in TRAPS for f in trap(facts)]
+    found += summary_finding(facts, found)
     order = {"error": 0, "warning": 1, "info": 2, "ok": 3}
-    return sorted(out, key=lambda f: order[f["level"]])
+    return sorted(found, key=lambda f: order[f["level"]])
 
 
 # ----------------------------------------------------------------------------- timing
