@@ -1,4 +1,4 @@
-"""kerasbert: the Google-format checkpoint writer, keras-bert's loader, encoding, warm-up Adam, save/load."""
+"""kerasbert: the Google-format checkpoint writer, the files of a run, the length check, SentencePiece ids."""
 from __future__ import annotations
 
 import numpy as np
@@ -22,6 +22,14 @@ def tiny_ckpt(tmp_path_factory):
     return prefix, weights
 
 
+@pytest.fixture(scope="module")
+def encoder(tmp_path_factory):
+    texts = [f"スマートフォンの新機種{i}が発売された。映画の公開日{i}も決まった。" for i in range(60)]
+    model = spm.train_sentencepiece(texts, tmp_path_factory.mktemp("spm") / "sp", vocab_size=120)
+    return kerasbert.SentencePieceEncoder(model, seq_len=12)
+
+
+# ----------------------------------------------------------------------------- checkpoints
 def test_checkpoint_round_trip(tiny_ckpt):
     prefix, weights = tiny_ckpt
     assert prefix.name == "bert_model.ckpt" and (prefix.parent / "bert_config.json").is_file()
@@ -40,19 +48,38 @@ def test_checkpoint_rejects_bad_weights(tmp_path):
         kerasbert.write_checkpoint(tmp_path, SMALL, {"bert/nope": np.zeros(3)})
     with pytest.raises(ValueError, match=r"pooler/dense/bias: shape \(3,\).*expected \(16,\)"):
         kerasbert.write_checkpoint(tmp_path, SMALL, {"bert/pooler/dense/bias": np.zeros(3)})
+    with pytest.raises(ValueError, match="divisible"):
+        kerasbert.tiny_config(vocab_size=40, hidden_size=10, num_heads=4)
 
 
-def test_classifier_loads_the_written_weights(tiny_ckpt):
+def test_keras_bert_loader_reads_the_written_weights(tiny_ckpt):
+    """What notebook 02 calls: keras-bert's own loader on the checkpoint the kit wrote."""
+    from keras_bert import load_trained_model_from_checkpoint
+
     prefix, weights = tiny_ckpt
-    model = kerasbert.build_classifier(prefix.parent / "bert_config.json", prefix, num_labels=3)
-    np.testing.assert_allclose(model.get_layer("Embedding-Token").get_weights()[0],
+    bert = load_trained_model_from_checkpoint(str(prefix.parent / "bert_config.json"), str(prefix),
+                                              training=False, trainable=True, seq_len=8)
+    np.testing.assert_allclose(bert.get_layer("Embedding-Token").get_weights()[0],
                                weights["bert/embeddings/word_embeddings"])
-    query_kernel = model.get_layer("Encoder-2-MultiHeadSelfAttention").get_weights()[0]
+    query_kernel = bert.get_layer("Encoder-2-MultiHeadSelfAttention").get_weights()[0]
     np.testing.assert_allclose(query_kernel, np.eye(16))
+    assert bert.output_shape == (None, 8, 16)
+
+
+def test_build_and_compile_classifier_for_notebook_04(tiny_ckpt):
+    prefix, _ = tiny_ckpt
+    model = kerasbert.build_classifier(prefix.parent / "bert_config.json", prefix, num_labels=3)
     assert model.output_shape == (None, 3)
-    x = [np.array([[4, 9, 11, 5, 0, 0]], np.int32), np.zeros((1, 6), np.int32)]
+    x = [np.array([[4, 9, 11, 5, 0, 0], [4, 7, 5, 0, 0, 0]], np.int32), np.zeros((2, 6), np.int32)]
     p = model.predict_on_batch(x)
-    assert p.shape == (1, 3) and abs(float(p.sum()) - 1) < 1e-5
+    assert p.shape == (2, 3) and np.allclose(p.sum(axis=1), 1, atol=1e-5)
+    kerasbert.compile_classifier(model, 1e-2, total_steps=2)
+    before = model.get_layer("Classifier").get_weights()[0].copy()
+    history = model.fit(x, np.array([0, 2]), epochs=2, verbose=0)
+    assert np.isfinite(history.history["loss"]).all()
+    assert not np.allclose(before, model.get_layer("Classifier").get_weights()[0])
+    with pytest.raises(ValueError, match="seq_len=40.*max_position_embeddings=32"):
+        kerasbert.build_classifier(prefix.parent / "bert_config.json", prefix, num_labels=3, seq_len=40)
 
 
 @pytest.mark.skipif(not (KB_TEST_CKPT / "bert_model.ckpt.index").is_file(),
@@ -67,6 +94,7 @@ def test_keras_bert_authors_checkpoint_loads_through_the_same_path():
     assert p.shape == (1, 2)
 
 
+# ----------------------------------------------------------------------------- the files of a run
 def test_missing_pretrained_files_say_what_to_download(tmp_path):
     with pytest.raises(FileNotFoundError, match="(?s)bert_config.*yoheikikuta/bert-japanese"):
         kerasbert.prepare_model(tmp_path, ["x"], bert_config=str(tmp_path / "bert_config.json"),
@@ -75,8 +103,7 @@ def test_missing_pretrained_files_say_what_to_download(tmp_path):
     assert kerasbert.BERT_JAPANESE_CONFIG["vocab_size"] == 32000  # the full profile's model
     with pytest.raises(ValueError, match="all three"):
         kerasbert.prepare_model(tmp_path, ["x"], bert_config="a.json")
-    with pytest.raises(FileNotFoundError, match="saved model not found"):
-        kerasbert.load(tmp_path / "none.h5")
+    assert "from coursekit.lessons import kerasbert" in kerasbert.PRETRAINED_HINT
 
 
 def test_prepare_model_accepts_given_files(tiny_ckpt, encoder):
@@ -86,49 +113,52 @@ def test_prepare_model_accepts_given_files(tiny_ckpt, encoder):
     assert files["pretrained"] is True and files["checkpoint"] == prefix
 
 
-@pytest.fixture(scope="module")
-def encoder(tmp_path_factory):
-    texts = [f"スマートフォンの新機種{i}が発売された。映画の公開日{i}も決まった。" for i in range(60)]
-    model = spm.train_sentencepiece(texts, tmp_path_factory.mktemp("spm") / "sp", vocab_size=120)
-    return kerasbert.SentencePieceEncoder(model, seq_len=48, multiple=8)
+def test_prepare_model_writes_a_tiny_bert_with_pad_at_id_0(tmp_path):
+    texts = [f"映画の公開日{i}が決まった。新しい端末{i}が発売された。" for i in range(40)]
+    files = kerasbert.prepare_model(tmp_path, texts, vocab_size=100, seq_len=24)
+    assert files["pretrained"] is False and (tmp_path / "bert_config.json").is_file()
+    assert files["spm_model"].is_file() and (tmp_path / "bert_model.ckpt.index").is_file()
+    sp = spm.load(files["spm_model"])
+    assert sp.id_to_piece(0) == "<pad>"  # keras-bert masks id 0: it is padding, never a real piece
+    config = kerasbert.read_config(files["config"])
+    assert config["vocab_size"] == sp.get_piece_size() and config["max_position_embeddings"] == 24
+    assert config["num_hidden_layers"] == 2 and config["hidden_size"] == 128
 
 
-def test_encoder_pads_each_batch_to_its_longest(encoder):
-    short = encoder.encode(["映画", "スマートフォン"])
-    tokens, segments = short
-    longest = max(len(r) for r in encoder.ids(["映画", "スマートフォン"]))
-    assert tokens.shape[1] == -(-longest // 8) * 8 < encoder.seq_len  # not padded to seq_len
-    assert (tokens[:, 0] == encoder.cls_id).all() and (segments == 0).all()
-    assert encoder.cls_id == encoder.sp.piece_to_id("[CLS]") and encoder.sep_id == encoder.sp.piece_to_id("[SEP]")
-    row = encoder.ids(["映画"])[0]
-    assert row[-1] == encoder.sep_id and tokens[0, len(row):].sum() == 0  # padding is id 0
-    long = encoder.encode(["映画の公開日が決まった。" * 30])[0]
-    assert long.shape[1] == 48 and long[0, -1] == encoder.sep_id  # truncated to seq_len, [SEP] kept
-
-
-def test_warmup_schedule_shape():
-    sched = kerasbert.warmup_schedule(1e-3, total_steps=100, warmup_steps=10)
-    lr = [float(sched(s)) for s in (0, 4, 9, 50, 99, 150)]
-    assert lr[0] < lr[1] < lr[2] == pytest.approx(1e-3)
-    assert lr[2] > lr[3] > lr[4] >= 0 and lr[5] == 0
-
-
-def test_fit_one_step_save_and_reload_with_optimizer_state(tiny_ckpt, encoder, tmp_path):
+# ----------------------------------------------------------------------------- the length check
+def test_seq_len_longer_than_the_position_embeddings_is_refused(tiny_ckpt):
     prefix, _ = tiny_ckpt
-    model = kerasbert.build_classifier(prefix.parent / "bert_config.json", prefix, num_labels=2)
-    texts = ["スマートフォンの新機種", "映画の公開日", "スマートフォンが発売", "映画が公開"]
-    labels = [0, 1, 0, 1]
-    rows = [[min(t, 39) for t in r] for r in encoder.ids(texts)]  # ids within this tiny vocabulary
-    before = model.get_layer("Classifier").get_weights()[0].copy()
-    history = kerasbert.fit(model, encoder, rows, labels, rows, labels, epochs=1, batch_size=4,
-                            learning_rate=1e-2, verbose=0)
-    assert np.isfinite(history.history["loss"][0]) and "val_accuracy" in history.history
-    assert not np.allclose(before, model.get_layer("Classifier").get_weights()[0])
-    assert int(model.optimizer.iterations.numpy()) == 1
-    path = kerasbert.save(model, tmp_path / "clf.h5")
-    again = kerasbert.load(path)
-    x = encoder.pad(rows)
-    np.testing.assert_allclose(again.predict_on_batch(x), model.predict_on_batch(x), atol=1e-5)
-    assert int(again.optimizer.iterations.numpy()) == 1  # optimizer state came back
-    again.fit(x, np.array(labels), epochs=1, verbose=0)   # and training resumes
-    assert int(again.optimizer.iterations.numpy()) == 2
+    config_path = prefix.parent / "bert_config.json"
+    assert kerasbert.check_seq_len(32, config_path) == SMALL
+    assert kerasbert.check_seq_len(8, SMALL) == SMALL
+    with pytest.raises(ValueError, match=r"seq_len=33 is longer than max_position_embeddings=32") as err:
+        kerasbert.check_seq_len(33, config_path)
+    assert str(config_path) in str(err.value)
+    with pytest.raises(ValueError, match="seq_len=512 is longer than max_position_embeddings=32"):
+        kerasbert.check_seq_len(512, SMALL)
+    with pytest.raises(ValueError, match="too short"):
+        kerasbert.check_seq_len(2, SMALL)
+
+
+# ----------------------------------------------------------------------------- SentencePiece ids
+def test_ids_are_cls_pieces_sep_cut_to_seq_len(encoder):
+    assert encoder.cls_id == encoder.sp.piece_to_id("[CLS]") and encoder.sep_id == encoder.sp.piece_to_id("[SEP]")
+    assert 0 not in (encoder.cls_id, encoder.sep_id)
+    short, long = encoder.ids(["映画", "映画の公開日が決まった。" * 10])
+    assert short[0] == encoder.cls_id and short[-1] == encoder.sep_id and len(short) < 12
+    assert short[1:-1] == encoder.sp.encode("映画")
+    assert len(long) == 12 and long[-1] == encoder.sep_id  # cut to seq_len, [SEP] kept
+    assert 0 not in short + long  # id 0 is left for padding
+
+
+def test_encode_pads_with_zero_to_the_longest(encoder):
+    tokens, segments = encoder.encode(["映画", "スマートフォンの新機種"])
+    rows = encoder.ids(["映画", "スマートフォンの新機種"])
+    assert tokens.dtype == np.int32 and tokens.shape == (2, max(map(len, rows)))
+    assert list(tokens[0, :len(rows[0])]) == rows[0] and tokens[0, len(rows[0]):].sum() == 0
+    assert (segments == 0).all() and segments.shape == tokens.shape
+
+
+def test_lowercase_for_the_wiki_ja_model(encoder):
+    lower = kerasbert.SentencePieceEncoder(encoder.sp_path, seq_len=12, lowercase=True)
+    assert lower.ids(["ABC映画"]) == encoder.ids(["abc映画"])

@@ -1,4 +1,5 @@
-"""The livedoor corpus loader and the baseline, on a corpus the tests write in the release's layout."""
+"""The livedoor corpus loader, evaluation, plots and the baseline, on a corpus the tests write in the
+release's layout (tests/corpora.py)."""
 from __future__ import annotations
 
 import io
@@ -8,13 +9,14 @@ import pytest
 
 from coursekit.lessons import baseline, livedoor
 from ..conftest import SHARED_DATA
+from ..corpora import write_sample_corpus
 
 REAL_TEXT = SHARED_DATA / "livedoor" / "text"
 
 
 @pytest.fixture
 def sample(tmp_path):
-    return livedoor.write_sample_corpus(tmp_path / "ldcc", per_category=10, seed=1)
+    return write_sample_corpus(tmp_path / "ldcc", per_category=10, seed=1)
 
 
 def test_sample_corpus_layout_and_loading(sample):
@@ -71,7 +73,7 @@ def test_locate_accepts_the_parent_of_text(sample):
 
 
 def test_split_is_stratified_and_reproducible(tmp_path):
-    corpus = livedoor.load_corpus(livedoor.write_sample_corpus(tmp_path, per_category=20))
+    corpus = livedoor.load_corpus(write_sample_corpus(tmp_path, per_category=20))
     train, val, test = livedoor.split(corpus, 0.1, 0.2, seed=3)
     assert len(train) + len(val) + len(test) == 180
     assert set(test.counts().values()) == {4} and set(val.counts().values()) == {2}
@@ -135,7 +137,7 @@ def test_download_failure_is_clear(tmp_path):
 
 
 def test_baseline_learns_the_sample_and_reports(tmp_path):
-    corpus = livedoor.load_corpus(livedoor.write_sample_corpus(tmp_path, per_category=20))
+    corpus = livedoor.load_corpus(write_sample_corpus(tmp_path, per_category=20))
     train, _, test = livedoor.split(corpus, 0.1, 0.2, seed=0)
     model = baseline.train(train.texts, train.labels)
     result = livedoor.evaluate(test.labels, model.predict(test.texts), corpus.label_names)
@@ -145,6 +147,66 @@ def test_baseline_learns_the_sample_and_reports(tmp_path):
     assert list(table.index)[0] == "独女通信" and "f1-score" in table.columns
     with pytest.raises(ValueError, match="at least 2 genres"):
         baseline.train(["a", "b"], [0, 0])
+
+
+def test_read_article_keeps_title_and_body_and_caps(tmp_path):
+    path = tmp_path / "a.txt"
+    path.write_text("http://x\n2012-01-01\nタイトル\n\n本文の一行目。\n二行目。\n", encoding="utf-8")
+    text, problem, length = livedoor.read_article(path, max_chars=8)
+    assert problem is None and text == "タイトル\n本文の" and length == len("タイトル\n本文の一行目。\n二行目。")
+    assert livedoor.read_article(path, max_chars=0)[0].endswith("二行目。")
+    path.write_text("http://x\n2012-01-01\n\n", encoding="utf-8")
+    assert livedoor.read_article(path) == (None, "no title or body", 0)
+
+
+def test_compare_counts_names_each_difference():
+    assert livedoor.compare_counts(dict(livedoor.EXPECTED_COUNTS)) == []
+    counts = {**livedoor.EXPECTED_COUNTS, "smax": 869, "extra": 3}
+    del counts["peachy"]
+    diffs = livedoor.compare_counts(counts)
+    assert "missing category 'peachy' (expected 842 articles)" in diffs
+    assert "unknown category 'extra' (3 articles)" in diffs and "smax: 869 articles, the release has 870" in diffs
+    assert livedoor.compare_counts({"smax": 870}, categories=["smax"]) == []
+
+
+def test_split_refuses_categories_too_small(tmp_path):
+    corpus = livedoor.load_corpus(write_sample_corpus(tmp_path, per_category=2))
+    with pytest.raises(livedoor.CorpusError, match="too few articles"):
+        livedoor.split(corpus)
+    assert livedoor.balanced_subset(corpus, 0) is corpus
+
+
+def test_evaluate_and_misclassified():
+    names = ["movie-enter", "smax", "sports-watch"]
+    result = livedoor.evaluate([0, 0, 1, 2], [0, 1, 1, 2], names)
+    assert result["accuracy"] == 0.75 and result["confusion"] == [[1, 1, 0], [0, 1, 0], [0, 0, 1]]
+    assert 0 < result["macro_f1"] < 1 and result["report"]["smax"]["precision"] == 0.5
+    wrong = livedoor.misclassified(["映画の\n記事", "映画の話", "スマホ", "試合"], [0, 0, 1, 2], [0, 1, 1, 2], names)
+    assert wrong.to_dict("records") == [{"正解": "映画エンタメ", "予測": "エスマックス(スマホ)", "本文(冒頭)": "映画の話"}]
+
+
+def test_plots_draw_japanese_without_missing_glyphs(tmp_path, recwarn):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from coursekit.jpfont import use_japanese_font
+
+    use_japanese_font()
+    corpus = livedoor.load_corpus(write_sample_corpus(tmp_path, per_category=6))
+    figs = [
+        livedoor.plot_corpus(corpus, used=livedoor.balanced_subset(corpus, 3), max_chars=510),
+        livedoor.plot_curves({"loss": [1.0, 0.5], "val_loss": [1.1, 0.8],
+                              "accuracy": [0.4, 0.8], "val_accuracy": [0.3, 0.7]}),
+        livedoor.plot_confusion(livedoor.evaluate([0, 1], [0, 0], corpus.label_names)["confusion"],
+                                corpus.label_names, "混同行列"),
+    ]
+    for k, fig in enumerate(figs):
+        fig.savefig(tmp_path / f"{k}.png")
+        plt.close(fig)
+    assert not [w for w in recwarn if "Glyph" in str(w.message)]
+    assert all((tmp_path / f"{k}.png").stat().st_size > 5000 for k in range(3))
 
 
 @pytest.mark.skipif(not REAL_TEXT.is_dir(), reason=f"real livedoor corpus not found at {REAL_TEXT}")

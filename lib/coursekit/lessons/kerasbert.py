@@ -1,17 +1,19 @@
-"""BERT in keras-bert: Google-format checkpoints, SentencePiece encoding, a fine-tuned classifier.
+"""BERT files for keras-bert: Google-format checkpoints, the length check, SentencePiece ids.
 
-    prefix = write_checkpoint(out_dir, tiny_config(vocab_size=sp.get_piece_size()))   # tiny profile
-    model = build_classifier(config_path, prefix, num_labels=9)    # keras-bert's real loader
-    encoder = SentencePieceEncoder("wiki-ja.model", seq_len=256)
-    history = fit(model, encoder, train_texts, train_labels, val_texts, val_labels, ...)
+    files = prepare_model(out_dir, train_texts)            # tiny profile: SentencePiece + random BERT
+    config = check_seq_len(seq_len, files["config"])        # seq_len <= max_position_embeddings
+    encoder = SentencePieceEncoder(files["spm_model"], seq_len)
+    rows = encoder.ids(texts)                              # [CLS] pieces [SEP], as lists of ids
 
-keras-bert needs Keras 2, which TensorFlow picks only when TF_USE_LEGACY_KERAS=1 is set before
-tf.keras is first touched: importing this module sets it (unless already set).
+Notebook 02 shows the keras-bert and Keras steps themselves (load_trained_model_from_checkpoint, the
+classification head, compile with a warm-up schedule, fit, predict, save and load_model); this
+module holds the plumbing around them. keras-bert needs Keras 2, which TensorFlow picks only when
+TF_USE_LEGACY_KERAS=1 is set before tf.keras is first touched: importing this module sets it
+(unless already set), for scripts that import it before TensorFlow.
 """
 from __future__ import annotations
 
 import json
-import math
 import os
 from pathlib import Path
 from typing import Sequence
@@ -163,7 +165,7 @@ PRETRAINED_HINT = (
     "  1. download wiki-ja.model and model.ckpt-1400000.{index,meta,data-00000-of-00001} from the Google Drive\n"
     "     folder linked in https://github.com/yoheikikuta/bert-japanese (README, 'Pretrained models':\n"
     "     https://drive.google.com/drive/folders/1Zsm9DD40lrUVu6iAnIuTH2ODIkh-WM-O) into models/bert-japanese/;\n"
-    "  2. write its bert_config.json (not in that folder): python -c \"from coursekit import kerasbert; "
+    "  2. write its bert_config.json (not in that folder): python -c \"from coursekit.lessons import kerasbert; "
     "kerasbert.write_config(kerasbert.BERT_JAPANESE_CONFIG, 'models/bert-japanese/bert_config.json')\"\n"
     "  or pass -p bert_config PATH -p bert_checkpoint PREFIX -p spm_model PATH.\n"
     "  Or run the tiny profile, which writes its own small BERT.")
@@ -184,7 +186,8 @@ def prepare_model(out_dir: str | Path, train_texts: Sequence[str], *, bert_confi
 
     Given paths (full profile): checked, with PRETRAINED_HINT when one is missing. Empty paths
     (tiny profile): a SentencePiece model trained on `train_texts` and a tiny random BERT written
-    in Google's checkpoint format into out_dir, so the same keras-bert loader reads it."""
+    in Google's checkpoint format into out_dir, so the same keras-bert loader reads it. Its
+    SentencePiece model keeps id 0 for <pad> (keras-bert masks id 0): checked here."""
     from .spm import train_sentencepiece, load as load_spm
 
     given = [bool(bert_config), bool(bert_checkpoint), bool(spm_model)]
@@ -197,29 +200,49 @@ def prepare_model(out_dir: str | Path, train_texts: Sequence[str], *, bert_confi
                 "spm_model": Path(spm_model), "pretrained": True}
     out = Path(out_dir)
     spm_path = train_sentencepiece(train_texts, out / "spiece", vocab_size=vocab_size)
-    config = tiny_config(vocab_size=load_spm(spm_path).get_piece_size(),
-                         max_position_embeddings=max(seq_len, 16))
+    sp = load_spm(spm_path)
+    if sp.id_to_piece(0) != "<pad>":
+        raise ValueError(f"{spm_path}: id 0 is {sp.id_to_piece(0)!r}, not <pad>; keras-bert masks id 0, "
+                         "so it must not be a real token")
+    config = tiny_config(vocab_size=sp.get_piece_size(), max_position_embeddings=max(seq_len, 16))
     prefix = write_checkpoint(out, config, seed=seed)
     return {"config": out / CONFIG_NAME, "checkpoint": prefix, "spm_model": spm_path, "pretrained": False}
 
 
+def check_seq_len(seq_len: int, bert_config: str | Path | dict) -> dict:
+    """The BERT config (a dict), after checking that `seq_len` fits it.
+
+    A BERT has one position embedding per position, max_position_embeddings of them (512 for the
+    Japanese BERT). keras-bert silently shortens seq_len to that number, so a longer seq_len would
+    only fail later, with a shape error: raise ValueError here, naming both numbers."""
+    config = bert_config if isinstance(bert_config, dict) else read_config(bert_config)
+    where = "" if isinstance(bert_config, dict) else f" of {bert_config}"
+    limit = int(config["max_position_embeddings"])
+    if int(seq_len) > limit:
+        raise ValueError(f"seq_len={seq_len} is longer than max_position_embeddings={limit} in the BERT "
+                         f"config{where}: this BERT has position embeddings for {limit} tokens only; "
+                         f"use seq_len {limit} or less")
+    if int(seq_len) < 3:
+        raise ValueError(f"seq_len={seq_len} is too short: [CLS] and [SEP] alone take 2 tokens")
+    return config
+
+
 # ----------------------------------------------------------------------------- tokenization
 class SentencePieceEncoder:
-    """Texts -> keras-bert inputs ([CLS] pieces [SEP]), padded to the longest text of each batch.
+    """Texts -> token ids for keras-bert: [CLS] pieces [SEP], cut to seq_len.
 
-    Padding uses id 0 because keras-bert masks token id 0 in attention (our SentencePiece models
-    have <pad> at 0). Lengths are rounded up to a multiple of `multiple` so TensorFlow sees a few
-    shapes only (each new shape costs a retrace).
+    keras-bert masks token id 0 in attention, so inputs are padded with 0. The SentencePiece models
+    this kit trains keep id 0 for <pad>; in yoheikikuta's wiki-ja.model id 0 is <unk>, so unknown
+    pieces are masked like padding there (the notebook counts how often that happens).
     """
 
-    def __init__(self, model_path: str | Path, seq_len: int, multiple: int = 16, lowercase: bool = False):
+    def __init__(self, model_path: str | Path, seq_len: int, lowercase: bool = False):
         from .spm import load
 
         self.sp = load(model_path)
         self.sp_path = Path(model_path)
         self.lowercase = lowercase  # yoheikikuta's wiki-ja model was trained on lower-cased text
         self.seq_len = int(seq_len)
-        self.multiple = int(multiple)
         self.cls_id = self._special("[CLS]", "<s>")
         self.sep_id = self._special("[SEP]", "</s>")
 
@@ -231,125 +254,36 @@ class SentencePieceEncoder:
         raise ValueError(f"SentencePiece model has neither {piece} nor {fallback}")
 
     def ids(self, texts: Sequence[str]) -> list[list[int]]:
-        """[CLS] + pieces + [SEP], truncated to seq_len (one SentencePiece call for the batch)."""
+        """[CLS] + pieces + [SEP] per text, at most seq_len ids (one SentencePiece call for all)."""
         pieces = self.sp.encode([t.lower() for t in texts] if self.lowercase else list(texts))
         keep = self.seq_len - 2
         return [[self.cls_id, *p[:keep], self.sep_id] for p in pieces]
 
-    def pad(self, rows: Sequence[Sequence[int]]) -> list[np.ndarray]:
-        """[token_ids, segment_ids], both int32 (batch, length), length = longest row rounded up."""
-        longest = max(len(r) for r in rows)
-        length = min(self.seq_len, math.ceil(longest / self.multiple) * self.multiple)
-        tokens = np.zeros((len(rows), length), np.int32)
+    def encode(self, texts: Sequence[str]) -> list[np.ndarray]:
+        """[token_ids, segment_ids] (int32, padded with 0 to the longest text): keras-bert's two
+        inputs for a quick check on a few texts."""
+        rows = self.ids(texts)
+        tokens = np.zeros((len(rows), max(map(len, rows), default=0)), np.int32)
         for k, row in enumerate(rows):
             tokens[k, :len(row)] = row
         return [tokens, np.zeros_like(tokens)]
 
-    def encode(self, texts: Sequence[str]) -> list[np.ndarray]:
-        """Texts straight to padded model inputs (one batch)."""
-        return self.pad(self.ids(texts))
 
-
-def batches(encoder: SentencePieceEncoder, rows: Sequence[Sequence[int]], labels=None,
-            batch_size: int = 32, shuffle: bool = False, seed: int = 0):
-    """A keras Sequence over token-id rows (from `encoder.ids`), each batch padded to its own
-    longest row; reshuffled every epoch when `shuffle`."""
-    import tensorflow as tf
-
-    class _Batches(tf.keras.utils.Sequence):
-        def __init__(self):
-            super().__init__()
-            self.order = np.arange(len(rows))
-            self.rng = np.random.default_rng(seed)
-            if shuffle:
-                self.rng.shuffle(self.order)
-
-        def __len__(self):
-            return math.ceil(len(rows) / batch_size)
-
-        def __getitem__(self, k):
-            idx = self.order[k * batch_size:(k + 1) * batch_size]
-            x = encoder.pad([rows[i] for i in idx])
-            if labels is None:
-                return (x,)
-            return x, np.asarray([labels[i] for i in idx], np.int32)
-
-        def on_epoch_end(self):
-            if shuffle:
-                self.rng.shuffle(self.order)
-
-    return _Batches()
-
-
-# ----------------------------------------------------------------------------- model
-def warmup_schedule(learning_rate: float, total_steps: int, warmup_steps: int):
-    """Linear warm-up to `learning_rate`, then linear decay to 0 (BERT's schedule)."""
-    return __getattr__("WarmupLinearDecay")(learning_rate, total_steps, warmup_steps)
-
-
-def _schedule_class():
-    import tensorflow as tf
-
-    class WarmupLinearDecay(tf.keras.optimizers.schedules.LearningRateSchedule):
-        """BERT's learning rate: linear warm-up, then linear decay to zero. A plain Keras schedule,
-        used with the stock Adam (keras-bert's AdamWarmup is broken on TensorFlow >= 2.11)."""
-
-        def __init__(self, learning_rate, total_steps, warmup_steps):
-            self.learning_rate = float(learning_rate)
-            self.total_steps = max(1, int(total_steps))
-            self.warmup_steps = max(0, int(warmup_steps))
-
-        def __call__(self, step):
-            step = tf.cast(step, tf.float32)  # 0 for the first update
-            warm = (step + 1.0) / max(1, self.warmup_steps)
-            decay = (self.total_steps - step) / max(1, self.total_steps - self.warmup_steps)
-            factor = tf.where(step < self.warmup_steps, warm, tf.maximum(decay, 0.0))
-            return self.learning_rate * factor
-
-        def get_config(self):
-            return {"learning_rate": self.learning_rate, "total_steps": self.total_steps,
-                    "warmup_steps": self.warmup_steps}
-
-    return WarmupLinearDecay
-
-
-def __getattr__(name):  # WarmupLinearDecay is built on first use, so importing this module stays light
-    if name == "WarmupLinearDecay":
-        cls = _schedule_class()
-        globals()[name] = cls
-        return cls
-    raise AttributeError(name)
-
-
-def warmup_adam(learning_rate: float, total_steps: int, warmup_proportion: float = 0.1):
-    """Adam with BERT's warm-up + linear decay schedule (saves and reloads with the model)."""
-    import tensorflow as tf
-
-    warmup = int(total_steps * warmup_proportion)
-    return tf.keras.optimizers.Adam(warmup_schedule(learning_rate, total_steps, warmup))
-
-
-def custom_objects() -> dict:
-    """What `keras.models.load_model` needs for a saved classifier: keras-bert's layers + our schedule."""
-    from keras_bert import get_custom_objects
-
-    objects = get_custom_objects()
-    objects["WarmupLinearDecay"] = __getattr__("WarmupLinearDecay")
-    return objects
-
-
+# ----------------------------------------------------------------------------- for notebook 04
 def build_classifier(config_path: str | Path, checkpoint: str | Path, num_labels: int,
                      dropout: float = 0.1, seq_len: int | None = None):
-    """A BERT loaded with keras-bert's `load_trained_model_from_checkpoint` (Google TF1 format),
-    with a softmax classification head on the [CLS] vector. Not compiled (see `compile_classifier`).
-    `seq_len=None` accepts any length up to the config's max_position_embeddings."""
+    """A keras-bert BERT from a Google-format checkpoint with a softmax head on the [CLS] vector (not
+    compiled). Notebook 04 uses it to check that its exported checkpoint loads; notebook 02 shows the
+    same steps in its own cells. `seq_len=None` accepts any length up to max_position_embeddings."""
+    import warnings
+
     import tensorflow as tf
     from keras_bert import load_trained_model_from_checkpoint
     from keras_bert.layers import Extract
 
-    import warnings
-
     check_pretrained_files(config_path, checkpoint)
+    if seq_len is not None:
+        check_seq_len(seq_len, config_path)
     with warnings.catch_warnings():  # keras-bert shares one unseeded initializer between layers
         warnings.filterwarnings("ignore", message=".*initializer.*unseeded.*")
         bert = load_trained_model_from_checkpoint(str(config_path), str(checkpoint), training=False,
@@ -361,65 +295,15 @@ def build_classifier(config_path: str | Path, checkpoint: str | Path, num_labels
 
 
 def compile_classifier(model, learning_rate: float, total_steps: int, warmup_proportion: float = 0.1):
-    model.compile(optimizer=warmup_adam(learning_rate, total_steps, warmup_proportion),
-                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    """Compile for a short check (notebook 04's tests): Adam with Keras's built-in warm-up + cosine
+    decay, sparse categorical cross-entropy, accuracy. Notebook 02 writes its own compile step."""
+    import tensorflow as tf
+
+    total_steps = max(1, int(total_steps))
+    warmup = int(total_steps * warmup_proportion)
+    schedule = tf.keras.optimizers.schedules.CosineDecay(
+        0.0, decay_steps=max(1, total_steps - warmup), warmup_target=float(learning_rate),
+        warmup_steps=warmup)
+    model.compile(optimizer=tf.keras.optimizers.Adam(schedule), loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
     return model
-
-
-def fit(model, encoder: SentencePieceEncoder, train_rows, train_labels, val_rows, val_labels, *,
-        epochs: int, batch_size: int, learning_rate: float, patience: int = 1,
-        warmup_proportion: float = 0.1, seed: int = 0, verbose: int = 2, callbacks=()):
-    """Fine-tune end to end with warm-up, early stopping on validation accuracy, best weights kept.
-    `*_rows` are token-id rows from `encoder.ids`. Returns the Keras History
-    (history.history: loss / accuracy / val_loss / val_accuracy per epoch)."""
-    import tensorflow as tf
-
-    tf.keras.utils.set_random_seed(seed)
-    train = batches(encoder, train_rows, train_labels, batch_size, shuffle=True, seed=seed)
-    val = batches(encoder, val_rows, val_labels, batch_size)
-    compile_classifier(model, learning_rate, len(train) * epochs, warmup_proportion)
-    stop = tf.keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max", patience=patience,
-                                            restore_best_weights=True)
-    return model.fit(train, validation_data=val, epochs=epochs, callbacks=[stop, *callbacks],
-                     verbose=verbose)
-
-
-def predict_proba(model, encoder: SentencePieceEncoder, texts: Sequence[str], batch_size: int = 64,
-                  progress: bool = False) -> np.ndarray:
-    """Class probabilities (n_texts, n_labels): tokenized, padded and run in batches."""
-    from tqdm.auto import tqdm
-
-    starts = range(0, len(texts), batch_size)
-    out = [np.asarray(model.predict_on_batch(encoder.encode(list(texts[k:k + batch_size]))))
-           for k in tqdm(starts, desc="predict", disable=not progress)]
-    return np.concatenate(out) if out else np.zeros((0, model.output_shape[-1]), np.float32)
-
-
-def predict_one_by_one(model, encoder: SentencePieceEncoder, texts: Sequence[str]) -> np.ndarray:
-    """The slow way (one model call per text, as the original workshop script did): for benchmarks."""
-    return np.concatenate([np.asarray(model.predict_on_batch(encoder.encode([t]))) for t in texts])
-
-
-def save(model, path: str | Path) -> Path:
-    """Save the fine-tuned classifier (.h5: weights, architecture and optimizer state)."""
-    import warnings
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with warnings.catch_warnings():  # "HDF5 ... legacy": .h5 is the format keras-bert reloads reliably
-        warnings.filterwarnings("ignore", message=".*HDF5 file.*")
-        model.save(str(path))
-    return path
-
-
-def load(path: str | Path):
-    """Reload a classifier saved by `save` (keras-bert's custom layers and our schedule registered)."""
-    import tensorflow as tf
-
-    if not Path(path).is_file():
-        raise FileNotFoundError(f"saved model not found: {path}")
-    import warnings
-
-    with warnings.catch_warnings():  # keras-bert's layers rebuild with a shared unseeded initializer
-        warnings.filterwarnings("ignore", message=".*initializer.*unseeded.*")
-        return tf.keras.models.load_model(str(path), custom_objects=custom_objects())
