@@ -1,233 +1,122 @@
-"""Notebook 03's library: the ALT / parallel-text loaders, the tiny BART, training with resume, BLEU."""
+"""coursekit.lessons.translation: the tiny tokenizer, tokens per character, batched translation and
+the BLEU tokenizer check. (Training is the notebook's own transformers code: tests/notebooks.)"""
 from __future__ import annotations
-
-import itertools
-import json
-import random
-import zipfile
-from pathlib import Path
 
 import pytest
 
 from coursekit.lessons import alt, translation
-from ..conftest import SHARED_DATA
-
-ALT_SAMPLE = SHARED_DATA / "alt-sample" / "dummy_data"
-
-# A toy language pair with a real structure: the tiny model can learn it in a few dozen steps.
-SUBJECTS = [("i", "私"), ("he", "彼"), ("she", "彼女"), ("we", "私たち"), ("they", "彼ら")]
-ADJECTIVES = [("red", "赤い"), ("big", "大きい"), ("old", "古い"), ("new", "新しい"), ("small", "小さい")]
-NOUNS = [("dog", "犬"), ("book", "本"), ("car", "車"), ("house", "家"), ("cat", "猫")]
-VERBS = [("see", "見る"), ("like", "好きだ"), ("want", "欲しい"), ("buy", "買う")]
+from .test_alt import write_parallel
 
 
-def toy_pairs(seed: int = 0) -> list[tuple[str, str]]:
-    """500 (en, ja) pairs, e.g. ('she likes the old car .', '彼女 は 古い 車 を 好きだ 。')."""
-    pairs = [(f"{s} {v} the {a} {n} .", f"{sj} は {aj} {nj} を {vj} 。")
-             for (s, sj), (a, aj), (n, nj), (v, vj) in itertools.product(SUBJECTS, ADJECTIVES, NOUNS, VERBS)]
-    random.Random(seed).shuffle(pairs)
-    return pairs
-
-
-def write_parallel(folder: Path, sizes=(400, 50, 50)) -> Path:
-    """train/dev/test.en and .ja, Japanese split by spaces as small_parallel_enja is."""
-    folder.mkdir(parents=True, exist_ok=True)
-    pairs = iter(toy_pairs())
-    for name, size in zip(("train", "dev", "test"), sizes):
-        chunk = list(itertools.islice(pairs, size))
-        (folder / f"{name}.en").write_text("".join(f"{en}\n" for en, _ in chunk), encoding="utf-8")
-        (folder / f"{name}.ja").write_text("".join(f"{ja}\n" for _, ja in chunk), encoding="utf-8")
-    return folder
-
-
-def write_alt(folder: Path, as_zip: bool) -> Path:
-    """An ALT release in the exact on-disk format: CRLF lines, no final newline in URL-*.txt,
-    an empty Japanese line, one id only in English and one only in Japanese."""
-    folder.mkdir(parents=True, exist_ok=True)
-    en, ja = [], []
-    for article in (101, 202, 303):
-        for n in (1, 2, 3):
-            en.append(f"SNT.{article}.{n}\tSentence {n} of article {article}.")
-            ja.append(f"SNT.{article}.{n}\t記事{article}の{n}番目の文。")
-    ja[1] = "SNT.101.2\t"           # empty Japanese: dropped and counted
-    en.append("SNT.303.4\tOnly in English.")
-    ja.append("SNT.303.5\t日本語だけ。")
-    files = {f"{alt.ALT_RELEASE}/data_en.txt": "\r\n".join(en) + "\r\n",
-             f"{alt.ALT_RELEASE}/data_ja.txt": "\r\n".join(ja),
-             f"{alt.ALT_RELEASE}/README.txt": "Asian Language Treebank Parallel Corpus\r\n"}
-    if as_zip:
-        with zipfile.ZipFile(folder / f"{alt.ALT_RELEASE}.zip", "w") as zf:
-            for name, text in files.items():
-                zf.writestr(name, text.encode("utf-8"))
-    else:
-        for name, text in files.items():
-            path = folder / f"{alt.ALT_RELEASE}.zip" / name  # the unpacked folder keeps the zip's name
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(text.encode("utf-8"))
-    for split, article in (("train", 101), ("dev", 202), ("test", 303)):
-        (folder / f"URL-{split}.txt").write_text(f"URL.{article}\thttp://example.org/{article}", encoding="utf-8")
-    return folder
-
-
-# ------------------------------------------------------------------------------------ loaders
-def test_alt_sample_parses_through_the_same_code():
-    if not ALT_SAMPLE.is_dir():
-        pytest.skip(f"ALT sample not found at {ALT_SAMPLE}")
-    corpus, report = alt.load_alt(ALT_SAMPLE)
-    assert {k: len(v) for k, v in corpus.items()} == {"train": 5, "validation": 5, "test": 5}
-    first = corpus["train"][0]
-    assert first["en"].startswith("Italy have defeated Portugal 31-5")
-    assert first["ja"].startswith("フランスのパリ") and first["ja"].endswith("下した。")
-    assert not any("\r" in t or "\t" in t for t in list(corpus["test"]["ja"]) + list(corpus["test"]["en"]))
-    assert report["only_in_en"] == report["only_in_ja"] == report["empty_ja"] == 0
-    inner = ALT_SAMPLE / f"{alt.ALT_RELEASE}.zip" / alt.ALT_RELEASE  # the unpacked folder itself
-    again, _ = alt.load_corpus(str(inner))
-    assert list(again["test"]["ja"]) == list(corpus["test"]["ja"])
-
-
-@pytest.mark.parametrize("as_zip", [True, False], ids=["zip", "folder"])
-def test_alt_release_split_by_article_with_drops_counted(tmp_path, as_zip):
-    folder = write_alt(tmp_path / "alt", as_zip)
-    with pytest.warns(UserWarning, match="only_in_en=1"):
-        corpus, report = alt.load_corpus(str(folder))
-    assert list(corpus["train"]["en"]) == ["Sentence 1 of article 101.", "Sentence 3 of article 101."]
-    assert list(corpus["train"]["ja"]) == ["記事101の1番目の文。", "記事101の3番目の文。"]
-    assert len(corpus["validation"]) == 3 and corpus["validation"]["ja"][2] == "記事202の3番目の文。"
-    assert list(corpus["test"]["en"]) == [f"Sentence {n} of article 303." for n in (1, 2, 3)]
-    assert (report["empty_ja"], report["only_in_en"], report["only_in_ja"]) == (1, 1, 1)
-    if as_zip:  # the zip file itself is accepted too (URL-*.txt beside it)
-        with pytest.warns(UserWarning, match="only_in_ja=1"):
-            direct, _ = alt.load_alt(folder / f"{alt.ALT_RELEASE}.zip")
-        assert list(direct["test"]["ja"]) == list(corpus["test"]["ja"])
-
-
-def test_alt_bad_inputs_have_clear_errors(tmp_path):
-    with pytest.raises(FileNotFoundError, match="download"):
-        alt.load_corpus(str(tmp_path / "nowhere"))
-    folder = write_alt(tmp_path / "alt", as_zip=True)
-    (folder / "URL-train.txt").unlink()
-    with pytest.raises(FileNotFoundError, match="URL-train.txt"):
-        alt.load_alt(folder)
-    fake = tmp_path / "fake" / f"{alt.ALT_RELEASE}.zip"
-    fake.parent.mkdir()
-    fake.write_text("not a zip")
-    with pytest.raises(ValueError, match="not a zip"):
-        alt.load_alt(fake)
-    empty = tmp_path / "empty"
-    (empty / alt.ALT_RELEASE).mkdir(parents=True)
-    (empty / "URL-train.txt").write_text("")
-    with pytest.raises(FileNotFoundError, match="data_en.txt"):
-        alt.load_alt(empty / alt.ALT_RELEASE)
-
-
-def test_parallel_files_undo_japanese_spacing_and_check_alignment(tmp_path):
-    folder = write_parallel(tmp_path / "par")
-    corpus, report = alt.load_corpus(str(folder))
-    assert {k: len(v) for k, v in corpus.items()} == {"train": 400, "validation": 50, "test": 50}
-    assert all(" " not in t for t in corpus["train"]["ja"])
-    assert all(t.endswith(" .") for t in corpus["train"]["en"]), "English is left as it is"
-    assert alt.undo_japanese_spacing("私 は iPad mini を 買 っ た 。") == "私はiPad miniを買った。"
-    (folder / "dev.ja").write_text("一 行 だけ 。\n", encoding="utf-8")
-    with pytest.raises(ValueError, match=r"dev.en has 50 lines but dev.ja has 1"):
-        alt.load_parallel(folder)
-    (folder / "test.ja").unlink()
-    with pytest.raises(FileNotFoundError, match="test.ja"):
-        alt.load_parallel(folder)
-
-
-# --------------------------------------------------------------------------------------- BLEU
-def test_bleu_names_its_japanese_tokenizer():
-    refs = ["私は赤い車を買った。", "彼は古い本が好きだ。"]
-    perfect = translation.bleu(refs, refs)
-    assert perfect["bleu"] == 100.0 and perfect["bleu_tokenizer"] in ("ja-mecab", "char")
-    assert f"tok:{perfect['bleu_tokenizer']}" in perfect["bleu_signature"]
-    half = translation.bleu(["私は赤い車を買った。", "猫"], refs, tokenize="char")
-    assert 0 < half["bleu"] < 100 and half["bleu_tokenizer"] == "char" and 0 < half["chrf"] < 100
-    with pytest.raises(ValueError, match="13a"):
-        translation.bleu(refs, refs, tokenize="13a")
-    with pytest.raises(ValueError, match="1 outputs but 2 references"):
-        translation.bleu(refs[:1], refs)
-
-
-# ------------------------------------------------------------------------- training + resume
 @pytest.fixture(scope="module")
 def toy(tmp_path_factory):
     folder = write_parallel(tmp_path_factory.mktemp("toy"), sizes=(320, 32, 16))
     corpus, _ = alt.load_parallel(folder)
     tok = translation.build_tiny_tokenizer(corpus["train"], tmp_path_factory.mktemp("tok"), vocab_size=120)
-    return corpus, tok, translation.tokenize(corpus, tok, max_length=24)
+    return corpus, tok
 
 
-def small_trainer(toy, out: Path, epochs: int, callbacks=()):
-    corpus, tok, data = toy
-    model = translation.build_tiny_model(tok, d_model=32, layers=1, heads=2, ffn_dim=64, max_length=24)
-    return translation.make_trainer(model, tok, data["train"], data["validation"], out, epochs=epochs,
-                                    batch_size=16, learning_rate=3e-3, logging_steps=4, max_length=24,
-                                    callbacks=callbacks)
+def random_bart(tok, seed: int = 0):
+    import torch
+    from transformers import BartConfig, BartForConditionalGeneration
+
+    config = BartConfig(vocab_size=len(tok), d_model=16, encoder_layers=1, decoder_layers=1,
+                        encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=32,
+                        decoder_ffn_dim=32, max_position_embeddings=40, pad_token_id=tok.pad_token_id,
+                        bos_token_id=2, eos_token_id=tok.eos_token_id, decoder_start_token_id=tok.eos_token_id,
+                        forced_eos_token_id=tok.eos_token_id)
+    torch.manual_seed(seed)
+    return BartForConditionalGeneration(config)
 
 
-def test_tokenizer_reloads_and_round_trips(toy, tmp_path):
+# ---------------------------------------------------------------------------------- tokenizer
+def test_tiny_tokenizer_encodes_both_languages_and_round_trips(toy, tmp_path):
     from transformers import AutoTokenizer
 
-    corpus, tok, data = toy
+    corpus, tok = toy
     assert tok.pad_token_id == 0 and tok.eos_token_id == 3 and 50 < len(tok) <= 120
-    text = corpus["test"]["ja"][0]
-    ids = data["test"]["labels"][0]
-    assert ids[-1] == tok.eos_token_id and tok.unk_token_id not in ids
-    assert tok.decode(ids, skip_special_tokens=True) == text
+    en, ja = corpus["test"][0]["en"], corpus["test"][0]["ja"]
+    enc = tok(en, text_target=ja, max_length=24, truncation=True)  # what the notebook's Dataset.map does
+    for ids in (enc["input_ids"], enc["labels"]):
+        assert ids[-1] == tok.eos_token_id and tok.unk_token_id not in ids
+    assert tok.decode(enc["labels"], skip_special_tokens=True) == ja
+    assert tok.decode(enc["input_ids"], skip_special_tokens=True) == en
+    assert len(tok(en, max_length=3, truncation=True)["input_ids"]) == 3
     tok.save_pretrained(tmp_path)
-    assert AutoTokenizer.from_pretrained(tmp_path)(text)["input_ids"] == tok(text)["input_ids"]
-    # a resumed job finds the saved tokenizer and keeps its vocabulary, whatever the data now
+    assert AutoTokenizer.from_pretrained(tmp_path)(ja)["input_ids"] == tok(ja)["input_ids"]
+
+
+def test_a_resumed_job_reuses_the_saved_tokenizer(toy, tmp_path):
+    corpus, _ = toy
+    first = translation.build_tiny_tokenizer(corpus["train"], tmp_path, vocab_size=120)
+    assert (tmp_path / "spiece.model").is_file() and (tmp_path / "tokenizer_config.json").is_file()
+    # whatever the data now, the vocabulary the checkpoints were trained with is kept
     other = alt.load_parallel(write_parallel(tmp_path / "other", sizes=(5, 1, 1)))[0]["train"]
     again = translation.build_tiny_tokenizer(other, tmp_path, vocab_size=40)
-    assert again.get_vocab() == tok.get_vocab()
+    assert again.get_vocab() == first.get_vocab()
+    fresh = translation.build_tiny_tokenizer(other, tmp_path / "fresh", vocab_size=60, reuse=False)
+    assert fresh.get_vocab() != first.get_vocab()
 
 
-def test_tiny_bart_learns_and_resumes_after_interruption(toy, tmp_path):
-    from transformers import TrainerCallback
-
-    class StopAfterFirstCheckpoint(TrainerCallback):  # as if the job were killed after epoch 1
-        def on_save(self, args, state, control, **kwargs):
-            control.should_training_stop = True
-
-    out = tmp_path / "checkpoints"
-    steps_per_epoch = 320 // 16
-    first = small_trainer(toy, out, epochs=3, callbacks=[StopAfterFirstCheckpoint()])
-    info = translation.train(first)
-    assert info["resumed_from_step"] == 0 and info["global_step"] == steps_per_epoch
-    assert translation.last_checkpoint(out).endswith(f"checkpoint-{steps_per_epoch}")
-
-    second = small_trainer(toy, out, epochs=3)  # a fresh process would build exactly this
-    info = translation.train(second)
-    assert info["resumed_from_step"] == steps_per_epoch, "resumed from the checkpoint, not from 0"
-    assert info["global_step"] == 3 * steps_per_epoch and info["epochs"] == 3
-
-    history = translation.loss_history(out)
-    steps = [h["step"] for h in history if "loss" in h]
-    assert steps == sorted(steps) and len(steps) == len(set(steps)), "one continuous history"
-    assert steps[0] < steps_per_epoch < steps[-1]
-    evals = [h["eval_loss"] for h in history if "eval_loss" in h]
-    assert len(evals) == 3 and evals[-1] < evals[0]
-    losses = [h["loss"] for h in history if "loss" in h]
-    assert losses[-1] < 0.6 * losses[0], f"the loss did not fall: {losses}"
-    assert json.loads((out / "trainer_state.json").read_text())["global_step"] == 3 * steps_per_epoch
-
-    corpus, tok, _ = toy
-    outputs = translation.translate(second.model, tok, corpus["test"]["en"][:4], num_beams=1, max_length=24)
-    assert len(outputs) == 4 and all(isinstance(o, str) for o in outputs)
+def test_tokens_per_char(toy):
+    corpus, tok = toy
+    ja = list(corpus["train"]["ja"][:50])
+    ratio = translation.tokens_per_char(tok, ja)
+    chars = sum(len(t) for t in ja)
+    tokens = sum(len(tok(t, add_special_tokens=False)["input_ids"]) for t in ja)
+    assert ratio == pytest.approx(tokens / chars) and 0.1 < ratio < 1.5
+    assert translation.tokens_per_char(tok, []) == 0.0
 
 
-def test_slurm_warning_saves_a_checkpoint_and_the_next_attempt_resumes(toy, tmp_path, monkeypatch):
-    from coursekit import jobs
+# -------------------------------------------------------------------------------- translation
+def test_translate_batches_by_length_and_keeps_the_input_order(toy):
+    import torch
 
-    monkeypatch.setenv("COURSEKIT_RUN_DIR", str(tmp_path))
-    out = tmp_path / "checkpoints"
-    jobs.request_stop(tmp_path)  # what the runner does when Slurm sends the warning signal
-    first = small_trainer(toy, out, epochs=1, callbacks=[jobs.PreemptionCallback()])
-    assert translation.train(first)["global_step"] == 1
-    with pytest.raises(jobs.Preempted):
-        jobs.raise_if_preempted(first)
-    assert translation.last_checkpoint(out).endswith("checkpoint-1"), "saved before stopping"
-    jobs.clear_stop(tmp_path)  # the requeued attempt
-    info = translation.train(small_trainer(toy, out, epochs=1, callbacks=[jobs.PreemptionCallback()]))
-    assert info["resumed_from_step"] == 1 and info["global_step"] == 320 // 16
+    corpus, tok = toy
+    model = random_bart(tok)
+    texts = ["i see the dog .", "they want the small red car .", "we buy the new book .", "he likes the cat ."]
+    outputs = translation.translate(model, tok, texts, batch_size=3, max_length=12, num_beams=1)
+    assert len(outputs) == len(texts) and all(isinstance(o, str) for o in outputs)
+    for text, out in zip(texts, outputs):  # the same as generating each sentence alone
+        with torch.no_grad():
+            ids = model.generate(**tok([text], return_tensors="pt"), num_beams=1, max_new_tokens=12)
+        assert out == tok.decode(ids[0], skip_special_tokens=True).strip()
+    assert translation.translate(model, tok, [], num_beams=1) == []
+
+
+# --------------------------------------------------------------------------------------- BLEU
+def test_bleu_tokenizer_check_names_the_fix(monkeypatch):
+    import sacrebleu
+
+    assert translation.require_bleu_tokenizer("char") == "char"
+    with pytest.raises(ValueError, match="13a"):
+        translation.require_bleu_tokenizer("13a")
+
+    class NoMecab:
+        def __init__(self, tokenize=None, **kwargs):
+            if tokenize == "ja-mecab":
+                raise ImportError("No module named 'MeCab'")
+
+    monkeypatch.setattr(sacrebleu, "BLEU", NoMecab)
+    assert "MeCab" in translation.ja_mecab_problem()
+    with pytest.raises(RuntimeError) as err:
+        translation.require_bleu_tokenizer("ja-mecab")
+    message = str(err.value)
+    assert "mecab-python3" in message and "ipadic" in message and "-p bleu_tokenize char" in message
+    assert "使えません" in message, "the message is in Japanese and English"
+    assert translation.require_bleu_tokenizer("char") == "char", "char needs nothing"
+
+
+def test_ja_mecab_splits_words_where_installed():
+    import sacrebleu
+
+    if translation.ja_mecab_problem():
+        pytest.skip(f"ja-mecab unavailable here: {translation.ja_mecab_problem()}")
+    assert translation.require_bleu_tokenizer("ja-mecab") == "ja-mecab"
+    refs = ["私は赤い車を買った。", "彼は古い本が好きだ。"]
+    perfect = sacrebleu.corpus_bleu(refs, [refs], tokenize="ja-mecab")
+    assert perfect.score == pytest.approx(100.0)
+    # without a Japanese tokenizer each sentence is one "word": a one-character change scores 0
+    hyp = ["私は赤い車を買った!", "彼は古い本が好きだ!"]
+    assert sacrebleu.corpus_bleu(hyp, [refs], tokenize="13a").score < 1
+    assert sacrebleu.corpus_bleu(hyp, [refs], tokenize="ja-mecab").score > 50

@@ -1,0 +1,136 @@
+"""coursekit.lessons.alt: the ALT release and plain parallel files as a DatasetDict, drops counted.
+
+write_parallel / write_alt write generated corpora in the real layouts (also used by the notebook 03 test)."""
+from __future__ import annotations
+
+import itertools
+import random
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from coursekit.lessons import alt
+from ..conftest import SHARED_DATA
+
+ALT_SAMPLE = SHARED_DATA / "alt-sample" / "dummy_data"
+
+# A toy language pair with a real structure: the tiny model can learn it in a few dozen steps.
+SUBJECTS = [("i", "私"), ("he", "彼"), ("she", "彼女"), ("we", "私たち"), ("they", "彼ら")]
+ADJECTIVES = [("red", "赤い"), ("big", "大きい"), ("old", "古い"), ("new", "新しい"), ("small", "小さい")]
+NOUNS = [("dog", "犬"), ("book", "本"), ("car", "車"), ("house", "家"), ("cat", "猫")]
+VERBS = [("see", "見る"), ("like", "好きだ"), ("want", "欲しい"), ("buy", "買う")]
+
+
+def toy_pairs(seed: int = 0) -> list[tuple[str, str]]:
+    """500 (en, ja) pairs, e.g. ('she likes the old car .', '彼女 は 古い 車 を 好きだ 。')."""
+    pairs = [(f"{s} {v} the {a} {n} .", f"{sj} は {aj} {nj} を {vj} 。")
+             for (s, sj), (a, aj), (n, nj), (v, vj) in itertools.product(SUBJECTS, ADJECTIVES, NOUNS, VERBS)]
+    random.Random(seed).shuffle(pairs)
+    return pairs
+
+
+def write_parallel(folder: Path, sizes=(400, 50, 50)) -> Path:
+    """train/dev/test.en and .ja, Japanese split by spaces as small_parallel_enja is."""
+    folder.mkdir(parents=True, exist_ok=True)
+    pairs = iter(toy_pairs())
+    for name, size in zip(("train", "dev", "test"), sizes):
+        chunk = list(itertools.islice(pairs, size))
+        (folder / f"{name}.en").write_text("".join(f"{en}\n" for en, _ in chunk), encoding="utf-8")
+        (folder / f"{name}.ja").write_text("".join(f"{ja}\n" for _, ja in chunk), encoding="utf-8")
+    return folder
+
+
+def write_alt(folder: Path, as_zip: bool) -> Path:
+    """An ALT release in the exact on-disk format: CRLF lines, no final newline in URL-*.txt,
+    an empty Japanese line, one id only in English and one only in Japanese."""
+    folder.mkdir(parents=True, exist_ok=True)
+    en, ja = [], []
+    for article in (101, 202, 303):
+        for n in (1, 2, 3):
+            en.append(f"SNT.{article}.{n}\tSentence {n} of article {article}.")
+            ja.append(f"SNT.{article}.{n}\t記事{article}の{n}番目の文。")
+    ja[1] = "SNT.101.2\t"           # empty Japanese: dropped and counted
+    en.append("SNT.303.4\tOnly in English.")
+    ja.append("SNT.303.5\t日本語だけ。")
+    files = {f"{alt.ALT_RELEASE}/data_en.txt": "\r\n".join(en) + "\r\n",
+             f"{alt.ALT_RELEASE}/data_ja.txt": "\r\n".join(ja),
+             f"{alt.ALT_RELEASE}/README.txt": "Asian Language Treebank Parallel Corpus\r\n"}
+    if as_zip:
+        with zipfile.ZipFile(folder / f"{alt.ALT_RELEASE}.zip", "w") as zf:
+            for name, text in files.items():
+                zf.writestr(name, text.encode("utf-8"))
+    else:
+        for name, text in files.items():
+            path = folder / f"{alt.ALT_RELEASE}.zip" / name  # the unpacked folder keeps the zip's name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(text.encode("utf-8"))
+    for split, article in (("train", 101), ("dev", 202), ("test", 303)):
+        (folder / f"URL-{split}.txt").write_text(f"URL.{article}\thttp://example.org/{article}", encoding="utf-8")
+    return folder
+
+
+# ------------------------------------------------------------------------------------ loaders
+def test_alt_sample_parses_through_the_same_code():
+    if not ALT_SAMPLE.is_dir():
+        pytest.skip(f"ALT sample not found at {ALT_SAMPLE}")
+    corpus, report = alt.load_alt(ALT_SAMPLE)
+    assert {k: len(v) for k, v in corpus.items()} == {"train": 5, "validation": 5, "test": 5}
+    first = corpus["train"][0]
+    assert first["en"].startswith("Italy have defeated Portugal 31-5")
+    assert first["ja"].startswith("フランスのパリ") and first["ja"].endswith("下した。")
+    assert not any("\r" in t or "\t" in t for t in list(corpus["test"]["ja"]) + list(corpus["test"]["en"]))
+    assert report["only_in_en"] == report["only_in_ja"] == report["empty_ja"] == 0
+    inner = ALT_SAMPLE / f"{alt.ALT_RELEASE}.zip" / alt.ALT_RELEASE  # the unpacked folder itself
+    again, _ = alt.load_corpus(str(inner))
+    assert list(again["test"]["ja"]) == list(corpus["test"]["ja"])
+
+
+@pytest.mark.parametrize("as_zip", [True, False], ids=["zip", "folder"])
+def test_alt_release_split_by_article_with_drops_counted(tmp_path, as_zip):
+    folder = write_alt(tmp_path / "alt", as_zip)
+    with pytest.warns(UserWarning, match="only_in_en=1"):
+        corpus, report = alt.load_corpus(str(folder))
+    assert list(corpus["train"]["en"]) == ["Sentence 1 of article 101.", "Sentence 3 of article 101."]
+    assert list(corpus["train"]["ja"]) == ["記事101の1番目の文。", "記事101の3番目の文。"]
+    assert len(corpus["validation"]) == 3 and corpus["validation"]["ja"][2] == "記事202の3番目の文。"
+    assert list(corpus["test"]["en"]) == [f"Sentence {n} of article 303." for n in (1, 2, 3)]
+    assert (report["empty_ja"], report["only_in_en"], report["only_in_ja"]) == (1, 1, 1)
+    if as_zip:  # the zip file itself is accepted too (URL-*.txt beside it)
+        with pytest.warns(UserWarning, match="only_in_ja=1"):
+            direct, _ = alt.load_alt(folder / f"{alt.ALT_RELEASE}.zip")
+        assert list(direct["test"]["ja"]) == list(corpus["test"]["ja"])
+
+
+def test_alt_bad_inputs_have_clear_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="download"):
+        alt.load_corpus(str(tmp_path / "nowhere"))
+    folder = write_alt(tmp_path / "alt", as_zip=True)
+    (folder / "URL-train.txt").unlink()
+    with pytest.raises(FileNotFoundError, match="URL-train.txt"):
+        alt.load_alt(folder)
+    fake = tmp_path / "fake" / f"{alt.ALT_RELEASE}.zip"
+    fake.parent.mkdir()
+    fake.write_text("not a zip")
+    with pytest.raises(ValueError, match="not a zip"):
+        alt.load_alt(fake)
+    empty = tmp_path / "empty"
+    (empty / alt.ALT_RELEASE).mkdir(parents=True)
+    (empty / "URL-train.txt").write_text("")
+    with pytest.raises(FileNotFoundError, match="data_en.txt"):
+        alt.load_alt(empty / alt.ALT_RELEASE)
+
+
+def test_parallel_files_undo_japanese_spacing_and_check_alignment(tmp_path):
+    folder = write_parallel(tmp_path / "par")
+    corpus, report = alt.load_corpus(str(folder))
+    assert {k: len(v) for k, v in corpus.items()} == {"train": 400, "validation": 50, "test": 50}
+    assert all(" " not in t for t in corpus["train"]["ja"])
+    assert all(t.endswith(" .") for t in corpus["train"]["en"]), "English is left as it is"
+    assert alt.undo_japanese_spacing("私 は iPad mini を 買 っ た 。") == "私はiPad miniを買った。"
+    (folder / "dev.ja").write_text("一 行 だけ 。\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"dev.en has 50 lines but dev.ja has 1"):
+        alt.load_parallel(folder)
+    (folder / "test.ja").unlink()
+    with pytest.raises(FileNotFoundError, match="test.ja"):
+        alt.load_parallel(folder)
