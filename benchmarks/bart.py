@@ -22,17 +22,49 @@ import time
 from pathlib import Path
 
 from coursekit.lessons import alt, translation
+
 HERE = Path(__file__).resolve().parent
 DEFAULT_DATA = HERE.parent.parent / "shared" / "data" / "small_parallel_enja"
 
 
+def tiny_bart(tok, max_length: int, d_model: int = 128, layers: int = 2, seed: int = 0):
+    """The tiny BART of notebook 03's tiny profile (the same BartConfig as its model cell)."""
+    import torch
+    from transformers import BartConfig, BartForConditionalGeneration
+
+    eos = tok.eos_token_id
+    config = BartConfig(vocab_size=len(tok), d_model=d_model, encoder_layers=layers, decoder_layers=layers,
+                        encoder_attention_heads=4, decoder_attention_heads=4, encoder_ffn_dim=4 * d_model,
+                        decoder_ffn_dim=4 * d_model, max_position_embeddings=max_length + 2,
+                        pad_token_id=tok.pad_token_id, bos_token_id=tok.convert_tokens_to_ids("<s>"),
+                        eos_token_id=eos, decoder_start_token_id=eos, forced_eos_token_id=eos,
+                        dropout=0.1, scale_embedding=True)
+    torch.manual_seed(seed)
+    return BartForConditionalGeneration(config)
+
+
+def make_trainer(model, tok, train, out: Path, *, epochs: int, learning_rate: float, max_length: int,
+                 pad_to_max: bool = False, callbacks=(), warmup_steps: float = 0.1, batch_size: int = 32):
+    """A Seq2SeqTrainer as in notebook 03, without evaluation or checkpoints (timing only).
+    pad_to_max pads every batch to max_length instead of to its longest sentence."""
+    from transformers import DataCollatorForSeq2Seq, Seq2SeqTrainer, Seq2SeqTrainingArguments
+
+    args = Seq2SeqTrainingArguments(output_dir=str(out), num_train_epochs=epochs,
+                                    per_device_train_batch_size=batch_size, learning_rate=learning_rate,
+                                    warmup_steps=warmup_steps, weight_decay=0.01, eval_strategy="no",
+                                    save_strategy="no", logging_steps=10, seed=0, report_to="none",
+                                    disable_tqdm=True)
+    collator = DataCollatorForSeq2Seq(tok, model=model, padding="max_length" if pad_to_max else "longest",
+                                      max_length=max_length if pad_to_max else None)
+    return Seq2SeqTrainer(model=model, args=args, train_dataset=train, data_collator=collator,
+                          processing_class=tok, callbacks=list(callbacks))
+
+
 def time_padding(data, tok, steps: int, batch_size: int, max_length: int, pad_to_max: bool, out: Path) -> dict:
     train = data["train"].select(range(steps * batch_size))
-    model = translation.build_tiny_model(tok, d_model=128, layers=2, max_length=max_length, seed=0)
-    trainer = translation.make_trainer(model, tok, train, data["validation"].select(range(32)), out,
-                                       epochs=1, batch_size=batch_size, learning_rate=1e-3,
-                                       max_length=max_length, pad_to_max=pad_to_max,
-                                       save_strategy="no", eval_strategy="no", disable_tqdm=True)
+    model = tiny_bart(tok, max_length)
+    trainer = make_trainer(model, tok, train, out, epochs=1, learning_rate=1e-3, max_length=max_length,
+                           pad_to_max=pad_to_max, batch_size=batch_size)
     t0, c0 = time.perf_counter(), time.process_time()
     trainer.train()
     seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
@@ -43,6 +75,7 @@ def time_padding(data, tok, steps: int, batch_size: int, max_length: int, pad_to
 
 
 def bleu_after_budget(corpus, data, tok, budget: float, max_length: int, out: Path) -> dict:
+    import sacrebleu
     from transformers import TrainerCallback
 
     class Budget(TrainerCallback):
@@ -53,17 +86,20 @@ def bleu_after_budget(corpus, data, tok, budget: float, max_length: int, out: Pa
             if time.process_time() - self.c0 > budget:  # CPU seconds: fair on a busy machine
                 control.should_training_stop = True
 
-    model = translation.build_tiny_model(tok, d_model=128, layers=2, max_length=max_length, seed=0)
-    trainer = translation.make_trainer(model, tok, data["train"], data["validation"], out, epochs=20,
-                                       batch_size=32, learning_rate=1e-3, max_length=max_length,
-                                       callbacks=[Budget()], save_strategy="no", eval_strategy="no",
-                                       warmup_steps=100, disable_tqdm=True)  # a short budget: warm up fast
+    model = tiny_bart(tok, max_length)
+    trainer = make_trainer(model, tok, data["train"], out, epochs=20, learning_rate=1e-3, max_length=max_length,
+                           callbacks=[Budget()], warmup_steps=100)  # a short budget: warm up fast
     t0, c0 = time.perf_counter(), time.process_time()
     trainer.train()
     train_s, train_cpu = time.perf_counter() - t0, time.process_time() - c0
     t0 = time.perf_counter()
     hyps = translation.translate(model, tok, corpus["test"]["en"], num_beams=2, max_length=max_length)
-    scores = translation.bleu(hyps, corpus["test"]["ja"])
+    refs = list(corpus["test"]["ja"])
+    tokenize = translation.require_bleu_tokenizer("ja-mecab")
+    metric = sacrebleu.BLEU(tokenize=tokenize)
+    scores = {"bleu": round(metric.corpus_score(hyps, [refs]).score, 2), "bleu_tokenizer": tokenize,
+              "chrf": round(sacrebleu.corpus_chrf(hyps, [refs]).score, 2), "sentences": len(refs),
+              "bleu_signature": str(metric.get_signature())}
     return {"budget_cpu_s": budget, "train_seconds": round(train_s, 1), "train_cpu_seconds": round(train_cpu, 1),
             "steps": trainer.state.global_step, "warmup_steps": trainer.args.warmup_steps,
             "epochs": round(trainer.state.epoch, 2), "translate_seconds": round(time.perf_counter() - t0, 1),
@@ -89,7 +125,9 @@ def main() -> int:
     corpus["test"] = corpus["test"].select(range(min(args.test, len(corpus["test"]))))
     work = Path(tempfile.mkdtemp(prefix="bart-bench-"))
     tok = translation.build_tiny_tokenizer(corpus["train"], work / "tok", vocab_size=4000)
-    data = translation.tokenize(corpus, tok, max_length=args.max_length)
+    translation.require_bleu_tokenizer("ja-mecab")  # before minutes of timing, not after
+    data = corpus.map(lambda b: tok(b["en"], text_target=b["ja"], max_length=args.max_length, truncation=True),
+                      batched=True, remove_columns=["en", "ja"])
 
     speed = [time_padding(data, tok, args.steps, 32, args.max_length, pad, work / f"pad-{pad}")
              for pad in (False, True)]
