@@ -4,7 +4,7 @@
 # Runs `python -m coursekit run NOTEBOOK ARGS...` (papermill) inside the container, or on the host
 # Python with CONTAINER=none, and handles preemption:
 #   * the warning signal (#SBATCH --signal=B:USR1@SECONDS) reaches this batch shell; it is passed
-#     on to the runner, which asks the notebook (coursekit.jobs) to save a checkpoint and stop;
+#     on to the runner, which asks the notebook (coursekit.harness.preemption) to save a checkpoint and stop;
 #   * the runner then exits with status 75 ("preempted") and this script requeues the job
 #     (scontrol requeue); the requeued job keeps its job id and resumes from the checkpoint.
 #

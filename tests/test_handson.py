@@ -14,10 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from coursekit.harness import params as profiles
+from coursekit.harness import params
 from coursekit.__main__ import COMMANDS
 
 from .conftest import ROOT
+
+NOTEBOOK_DIR = ROOT / "notebooks"
 
 HANDSON = ROOT / "handson"
 GUIDES = sorted(HANDSON.glob("*.md"))
@@ -85,10 +87,11 @@ def notebooks_of(path: Path) -> set[str]:
 
 def check_parameters(pairs: list[str], stems: set[str], where: str) -> list[str]:
     errors = []
-    tables = {s: profiles.NOTEBOOKS.get(s) for s in stems}
+    tables = {s: params.declared(NOTEBOOK_DIR / f"{s}.ipynb") if (NOTEBOOK_DIR / f"{s}.ipynb").exists() else None
+              for s in stems}
     for stem, table in tables.items():
         if table is None:
-            errors.append(f"{where}: notebook {stem} has no profile table")
+            errors.append(f"{where}: notebook {stem} does not exist")
     for name in pairs:
         if stems and not any(t is not None and name in t for t in tables.values()):
             errors.append(f"{where}: parameter {name!r} is not one of {sorted(stems)}'s parameters")
@@ -158,7 +161,9 @@ def check_command(tokens: list[str], where: str) -> list[str]:
         stems = set().union(set(), *[notebooks_of(Path(t)) for t in rest if t.endswith(".ipynb")])
         errors += check_parameters(param_names(rest), stems, where)
         if "--profile" in rest and rest.index("--profile") + 1 < len(rest):
-            if rest[rest.index("--profile") + 1] not in profiles.PROFILE_NAMES:
+            known = set().union(*[params.profiles(NOTEBOOK_DIR / f"{s}.ipynb") for s in stems
+                                  if (NOTEBOOK_DIR / f"{s}.ipynb").exists()]) or {"full", "tiny"}
+            if rest[rest.index("--profile") + 1] not in known:
                 errors.append(f"{where}: unknown profile")
     return errors
 

@@ -8,7 +8,7 @@ matplotlib.use("Agg")
 def test_japanese_labels_render_without_missing_glyphs(tmp_path):
     import matplotlib.pyplot as plt
 
-    from coursekit.plots import use_japanese_font
+    from coursekit.jpfont import use_japanese_font
 
     family = use_japanese_font()
     assert family in ("Noto Sans CJK JP", "IPAexGothic")

@@ -229,7 +229,7 @@ def cpu_image(tmp_path_factory):
     """A CPU test image built with `apptainer build --fakeroot --sandbox` from the variant GENERATED from
     defs/transformers.def (debootstrap base; the real %files/%environment/%test; %post without the
     heavy frameworks). Apptainer comes from tests/cluster/install-apptainer.sh (root, Debian)."""
-    from coursekit import containers
+    from coursekit.harness import containers
 
     if sys.platform != "linux" or os.geteuid() != 0:
         pytest.skip("building an image needs root on Linux (tests/cluster/install-apptainer.sh); .ci/run has it")

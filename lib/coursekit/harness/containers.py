@@ -29,11 +29,10 @@ REQUIRED_SECTIONS = ("post", "environment", "test", "labels", "help")
 REQUIRED_ENV = ("PYTHONNOUSERSITE=1", "TF_USE_LEGACY_KERAS=1", "HF_HOME=")
 PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)(\[[^\]]*\])?==([^\s;]+)$")
 FORBIDDEN = {"tensorflow-cpu": "installs a second TensorFlow over the GPU one",
-             "unidic": "breaks fugashi.Tagger() next to unidic-lite",
              "keras": "Keras 3 breaks keras-bert; tf-keras (Keras 2) is the pinned one"}
 # Packages too heavy to install into the CPU test image: the test variant leaves them out.
 HEAVY = {"torch", "tensorflow", "tf-keras", "keras-bert", "transformers", "tokenizers", "datasets",
-         "accelerate", "sentencepiece", "sacrebleu", "scikit-learn", "fugashi", "unidic-lite"}
+         "accelerate", "sentencepiece", "sacrebleu", "scikit-learn"}
 
 
 class ContainerError(RuntimeError):
@@ -178,7 +177,7 @@ def cpu_test_variant(path: str | Path, *, release: str = "bookworm",
                 + ("    export PIP_CERT=/opt/build-ca.crt\n" if ca_bundle else "") +
                 "    # --- the real %post ---\n")
     parts = [f"Bootstrap: debootstrap\nOSVersion: {release}\nMirrorURL: {mirror}\n",
-             f"# GENERATED from {Path(path).name} by coursekit.containers.cpu_test_variant: do not edit\n"]
+             f"# GENERATED from {Path(path).name} by coursekit.harness.containers.cpu_test_variant: do not edit\n"]
     for name in ("labels", "help", "files", "environment"):
         text = d.sections.get(name)
         if name == "files" and ca_bundle:

@@ -45,6 +45,7 @@ class RunInfo:
     metrics: dict = field(default_factory=dict)
     curves: dict = field(default_factory=dict)
     differing: dict = field(default_factory=dict)
+    injected: dict = field(default_factory=dict)  # a damaged run: what the runner injected
     speedup: float | None = None
 
 
@@ -105,8 +106,9 @@ def read_run(folder: Path) -> RunInfo:
     if data is None:
         if meta.get("exception"):
             info.status = "failed"
-        # only what the runner injected is known: show it as is, but don't compare with it
-        info.differing = {k: v for k, v in (meta.get("parameters") or {}).items() if k != "profile"}
+        # only what the runner injected is known: shown where it varies, never compared with
+        info.injected = {k: v for k, v in (meta.get("parameters") or {}).items() if k != "profile"}
+        info.differing = dict(info.injected)
         info.profile = (meta.get("parameters") or {}).get("profile")
         info.started = meta.get("start_time")
         return info
@@ -173,6 +175,9 @@ def _compare(infos: list[RunInfo]) -> None:
         varying = [k for k in keys if len({json.dumps(i.params.get(k), sort_keys=True) for i in known}) > 1]
         for info in known:
             info.differing = {k: info.params.get(k) for k in varying}
+        for info in group:
+            if not info.params and info.injected and known:
+                info.differing = {k: v for k, v in info.injected.items() if k in varying}
     comparable: dict[str, list[RunInfo]] = {}
     for info in infos:
         if info.status == "completed" and info.total_s:

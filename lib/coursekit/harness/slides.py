@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 SLIDES = ROOT / "slides"
 DECKS = SLIDES / "decks"
 THEMES = SLIDES / "themes"
