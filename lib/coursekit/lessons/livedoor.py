@@ -318,7 +318,7 @@ def plot_curves(history: dict):
 
 
 def plot_confusion(confusion, label_names, title: str):
-    """Confusion matrix with Japanese genre names (call plots.use_japanese_font() first)."""
+    """Confusion matrix with Japanese genre names (call coursekit.jpfont.use_japanese_font() first)."""
     import matplotlib.pyplot as plt
     from sklearn.metrics import ConfusionMatrixDisplay
     import numpy as np
