@@ -56,6 +56,29 @@ def test_grid_combinations_and_sweep_task_selection(runs_dir):
     assert bad.returncode == 2 and "outside the grid's 2 combinations" in bad.stderr
 
 
+def test_submit_checks_the_notebooks_parameters_before_sbatch(tmp_path):
+    with pytest.raises(slurm.SubmitError, match=r"02_livedoor_bert.ipynb: unknown parameter 'epoch'.*did you mean 'epochs'"):
+        slurm.submit("sbatch/livedoor.sbatch", ["--profile", "tiny", "-p", "epoch", "3"], container="none",
+                     workdir=tmp_path, dry_run=True)
+    with pytest.raises(slurm.SubmitError, match="'learning_rate' expects float, got 'fast'"):
+        slurm.submit("sbatch/sweep.sbatch", ["notebooks/02_livedoor_bert.ipynb", "-g", "learning_rate", "1e-4,fast"],
+                     container="none", workdir=tmp_path, dry_run=True)
+    with pytest.raises(slurm.SubmitError, match="no profile 'small'"):
+        slurm.submit("sbatch/bart.sbatch", ["--profile", "small"], container="none", workdir=tmp_path, dry_run=True)
+    with pytest.raises(slurm.SubmitError, match="notebook not found"):
+        slurm.submit("sbatch/notebook.sbatch", ["notebooks/99_none.ipynb"], container="none", workdir=tmp_path,
+                     dry_run=True)
+
+
+def test_a_sweep_runs_in_the_image_of_its_notebooks_own_script(tmp_path, monkeypatch):
+    monkeypatch.delenv("CONTAINER", raising=False)
+    assert slurm.notebook_container(ROOT / "notebooks/02_livedoor_bert.ipynb", ROOT) == "defs/keras-bert.sif"
+    assert slurm.notebook_container(ROOT / "notebooks/03_bart_translation.ipynb", ROOT) == "defs/transformers.sif"
+    with pytest.raises(slurm.SubmitError, match="keras-bert.sif not found"):
+        slurm.submit("sbatch/sweep.sbatch", ["notebooks/02_livedoor_bert.ipynb", "-g", "epochs", "1,2"],
+                     workdir=tmp_path, dry_run=True)
+
+
 def test_submit_refuses_a_missing_container_and_creates_logs(tmp_path):
     with pytest.raises(slurm.SubmitError, match="build-container defs/keras-bert.def"):
         slurm.submit(ROOT / "sbatch/livedoor.sbatch", [], container=str(tmp_path / "keras-bert.sif"),
@@ -120,7 +143,7 @@ def slurm_env(tmp_path_factory):
     job_env = {**os.environ, "SLURM_CONF": str(root / "etc" / "slurm.conf"), "CONTAINER": "none",
                "PYTHON": sys.executable, "KIT_DIR": str(ROOT),
                "PATH": venv_bin + os.pathsep + os.environ.get("PATH", ""),
-               "COURSEKIT_RUNS": str(tmp_path_factory.mktemp("slurm-runs"))}
+               "COURSEKIT_RUNS": str(tmp_path_factory.mktemp("slurm-runs")), "SLURM_ROOT": str(root)}
     job_env.pop("COURSEKIT_RUN_DIR", None)
     yield job_env
     subprocess.run(["bash", str(CLUSTER / "stop-slurm.sh")], env=env, capture_output=True, timeout=120)
@@ -140,6 +163,11 @@ def _job_field(env, job, field) -> str:
     proc = subprocess.run(["scontrol", "show", "job", job], env=env, capture_output=True, text=True)
     m = re.search(rf"\b{field}=(\S+)", proc.stdout)
     return m.group(1) if m else ""
+
+
+def _node_state(env) -> str:
+    out = subprocess.run(["sinfo", "-h", "-N", "-o", "%T"], env=env, capture_output=True, text=True)
+    return out.stdout.strip()
 
 
 def _wait_done(env, job, seconds=240) -> str:
@@ -181,7 +209,7 @@ def test_array_sweep_runs_each_task_in_its_own_folder(slurm_env, tmp_path):
     xs = []
     for i, lr in enumerate(("0.1", "0.2", "0.3")):
         data = json.loads((runs / f"{job}_{i}" / "metrics.json").read_text())
-        assert data["runner"]["parameters"] == {"steps": 3, "step_seconds": 0, "lr": float(lr)}
+        assert data["runner"]["parameters"] == {"profile": "tiny", "steps": 3, "step_seconds": 0, "lr": float(lr)}
         state = json.loads((runs / f"{job}_{i}" / "counter.json").read_text())
         assert state["done"] and state["step"] == 3
         xs.append(state["x"])
@@ -201,9 +229,20 @@ def test_warning_signal_checkpoints_requeues_and_resumes(slurm_env, tmp_path):
     subprocess.run(["scancel", "--batch", "--signal=USR1", job], env=slurm_env, check=True)
     _wait_for(lambda: _job_field(slurm_env, job, "Restarts") == "1" and
               _job_field(slurm_env, job, "JobState") == "PENDING", 120, "the job to be requeued")
-    # Slurm holds a requeued job for about two minutes (BeginTime); release it now to save time
+    requeued_at = time.time()
+    # Slurm holds a requeued job for about two minutes (BeginTime); release it sooner to save time,
+    # but not in the same second as the requeue: slurmd revokes the old attempt's credential with a
+    # one-second timestamp, and a new launch credential issued in that same second counts as revoked
+    # ("Killing non-startable batch JobId=N: Job credential revoked" -> the job ends FAILED without a
+    # second attempt; seen on a loaded machine, where the release came right after the requeue).
+    _wait_for(lambda: _node_state(slurm_env) == "idle", 120, "the node to finish the first attempt")
+    time.sleep(max(0.0, requeued_at + 2.0 - time.time()))
     subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], env=slurm_env, check=True)
-    assert _wait_done(slurm_env, job, 300) == "COMPLETED"
+    state = _wait_done(slurm_env, job, 300)
+    daemon_logs = sorted(Path(slurm_env["SLURM_ROOT"], "log").glob("slurm*.log"))
+    logs = "\n".join(f"--- {p.name}\n{p.read_text()[-3000:]}"
+                     for p in [*sorted((tmp_path / "logs").iterdir()), *daemon_logs])
+    assert state == "COMPLETED", f"{_job_field(slurm_env, job, 'ExitCode')=}\n{logs}"
     assert _job_field(slurm_env, job, "Restarts") == "1"
     state = json.loads(counter.read_text())
     assert state["done"] and state["step"] == 30

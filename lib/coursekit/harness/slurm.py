@@ -1,5 +1,5 @@
 """Slurm: `python -m coursekit submit` (sbatch with the preflight students forget) and
-`python -m coursekit sweep` (one job-array task of sbatch/sweep.sbatch; in jobs.py).
+`python -m coursekit sweep` (one job-array task of sbatch/sweep.sbatch; in sweep.py).
 
     python -m coursekit submit sbatch/livedoor.sbatch --profile tiny -p epochs 3
     python -m coursekit submit sbatch/sweep.sbatch notebooks/02_livedoor_bert.ipynb -g learning_rate 1e-4,5e-4
@@ -7,7 +7,9 @@
 submit: creates the folders of the script's --output/--error files (a missing logs/ folder makes Slurm
 drop the job's output without a word), checks that the container exists (CONTAINER, else the
 script's default), sets --array for sweeps, runs sbatch and prints the job id with the squeue /
-tail -f / scancel commands for it. Everything after the script goes to the script unchanged.
+tail -f / scancel commands for it. Everything after the script goes to the script unchanged, but
+it is checked first as the runner would check it (parameter names, types, every value of a sweep's
+grid): a typo fails here, not after the job waited in the queue.
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from . import params
 from .runs import project_root
 
 SBATCH_LINE = re.compile(r"^#SBATCH\s+(--?[\w-]+)(?:[=\s]+(\S+))?")
@@ -43,6 +46,51 @@ def default_container(script: Path) -> str | None:
     """The image a script uses when CONTAINER is not set (its `: "${CONTAINER:=...}"` line)."""
     m = DEFAULT_CONTAINER.search(Path(script).read_text(encoding="utf-8"))
     return m.group(1) if m else None
+
+
+def script_notebook(script: Path, args: list[str], root: Path) -> Path | None:
+    """The notebook a job runs: the first NOTEBOOK.ipynb argument (notebook.sbatch, sweep.sbatch),
+    else the one the script's own commands name."""
+    for arg in args:
+        if arg.endswith(".ipynb"):
+            path = Path(arg)
+            return path if path.is_absolute() else root / path
+    code = "\n".join(l for l in Path(script).read_text(encoding="utf-8").splitlines()
+                     if not l.lstrip().startswith("#"))
+    m = re.search(r"notebooks/[\w.-]+\.ipynb", code)
+    return root / m.group(0) if m else None
+
+
+def notebook_container(notebook: Path, root: Path) -> str | None:
+    """The image of the batch script made for this notebook (the sbatch/*.sbatch whose commands
+    name it): what a sweep or the generic notebook script should run it in."""
+    for script in sorted((root / "sbatch").glob("*.sbatch")):
+        found = script_notebook(script, [], root)
+        if found is not None and found.name == notebook.name:
+            return default_container(script)
+    return None
+
+
+def check_job_parameters(notebook: Path, args: list[str], grid: list[tuple[str, list[str]]]) -> int:
+    """Check what the runner will be given, before sbatch: --profile, -p NAME VALUE and each value
+    of each grid entry. Returns the number of runs; raises SubmitError naming the problem."""
+    profile, pairs, i = None, [], 0
+    while i < len(args):
+        if args[i] == "--profile" and i + 1 < len(args):
+            profile, i = args[i + 1], i + 2
+        elif args[i] in ("-p", "--parameter") and i + 2 < len(args):
+            pairs.append((args[i + 1], args[i + 2]))
+            i += 3
+        else:
+            i += 1
+    try:
+        params.resolve(notebook, profile, pairs)
+        for name, values in grid:
+            for value in values:
+                params.resolve(notebook, profile, [*pairs, (name, value)])
+    except params.ParameterError as exc:
+        raise SubmitError(f"{notebook.name}: {exc}") from None
+    return len(combinations(grid)) if grid else 1
 
 
 def parse_grid(args: list[str]) -> tuple[list[tuple[str, list[str]]], list[str]]:
@@ -91,7 +139,14 @@ def submit(script: str | Path, script_args: list[str], *, container: str | None 
     workdir = Path(workdir or Path.cwd()).resolve()
     directives = sbatch_directives(script)
 
-    image = container or os.environ.get("CONTAINER") or default_container(script) or "none"
+    grid, rest = parse_grid(list(script_args))
+    notebook = script_notebook(script, rest, root)
+    if notebook is not None:
+        if not notebook.is_file():
+            raise SubmitError(f"notebook not found: {notebook}")
+        check_job_parameters(notebook, rest, grid)
+    own = notebook_container(notebook, root) if notebook is not None else None
+    image = container or os.environ.get("CONTAINER") or own or default_container(script) or "none"
     if image != "none":
         path = Path(image) if Path(image).is_absolute() else root / image
         if not path.exists():
@@ -105,7 +160,6 @@ def submit(script: str | Path, script_args: list[str], *, container: str | None 
             folder.mkdir(parents=True)
             print(f"created {folder}/ (without it Slurm silently drops the job's output)", file=out)
 
-    grid, rest = parse_grid(list(script_args))
     options = list(sbatch_options)
     if grid:
         n = len(combinations(grid))
