@@ -24,9 +24,9 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from . import runs
+from .runs import METRICS_FILE
 from .timing import format_seconds, stopwatch
 
-METRICS_FILE = "metrics.json"
 SCHEMA = 1
 
 

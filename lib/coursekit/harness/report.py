@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from . import runs
-from .record import METRICS_FILE
+from .runs import METRICS_FILE
 from .timing import format_seconds
 
 # Metric names shown in the Markdown table when present (all scalar metrics go to the CSV).

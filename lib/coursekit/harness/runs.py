@@ -12,6 +12,8 @@ import os
 import time
 from pathlib import Path
 
+METRICS_FILE = "metrics.json"  # the run record in every run folder (see record.py)
+
 
 def project_root(start: Path | None = None) -> Path | None:
     """The kit's checkout (the folder with pyproject.toml and lib/coursekit) above `start`, if any."""
