@@ -6,9 +6,9 @@
 | baseline | TF-IDF + LinearSVC baseline (02) |
 | kerasbert | Google-format BERT checkpoints, SentencePiece encoding for keras-bert (02, 04) |
 | alt | ALT and other English-Japanese parallel corpora (03) |
-| translation | tiny BART and its tokenizer, BLEU/chrF (03) |
+| translation | tiny SentencePiece tokenizer, tokens per character, batched translation, BLEU tokenizer check (03) |
 | corpora | pre-training corpora: Wikipedia dump, text folders, sentence splitting, shards (04) |
-| pretrain | SentencePiece tokenizer for transformers, masked-LM data, export (04) |
+| pretrain | SentencePiece tokenizer for transformers, blocks, fixed validation masks, loss plots, export (04) |
 | spm | training and loading SentencePiece models (02, 03, 04) |
 
 They never import `coursekit.harness`.
