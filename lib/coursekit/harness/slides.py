@@ -26,7 +26,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[3]
+from .runs import project_root
+
+ROOT = project_root(Path(__file__).parent) or Path.cwd()  # the kit's checkout
 SLIDES = ROOT / "slides"
 DECKS = SLIDES / "decks"
 THEMES = SLIDES / "themes"

@@ -125,6 +125,25 @@ def _log_folders(directives: dict[str, str], workdir: Path) -> list[Path]:
     return folders
 
 
+def _preflight(script: Path, rest: list[str], grid, container: str | None, root: Path) -> str:
+    """Check the notebook's parameters and find the image (which must exist); returns the image."""
+    notebook = script_notebook(script, rest, root)
+    if notebook is not None:
+        if not notebook.is_file():
+            raise SubmitError(f"notebook not found: {notebook}")
+        check_job_parameters(notebook, rest, grid)
+    own = notebook_container(notebook, root) if notebook is not None else None
+    image = container or os.environ.get("CONTAINER") or own or default_container(script) or "none"
+    if image != "none":
+        path = Path(image) if Path(image).is_absolute() else root / image
+        if not path.exists():
+            raise SubmitError(
+                f"container {path} not found. Build it first: python -m coursekit build-container "
+                f"defs/{path.name.removesuffix('.sif')}.def -- or run on the host's Python with "
+                f"--container none (CONTAINER=none)")
+    return image
+
+
 def submit(script: str | Path, script_args: list[str], *, container: str | None = None,
            sbatch_options: list[str] = (), workdir: str | Path | None = None,
            dry_run: bool = False, out=sys.stdout) -> str | None:
@@ -140,20 +159,7 @@ def submit(script: str | Path, script_args: list[str], *, container: str | None 
     directives = sbatch_directives(script)
 
     grid, rest = parse_grid(list(script_args))
-    notebook = script_notebook(script, rest, root)
-    if notebook is not None:
-        if not notebook.is_file():
-            raise SubmitError(f"notebook not found: {notebook}")
-        check_job_parameters(notebook, rest, grid)
-    own = notebook_container(notebook, root) if notebook is not None else None
-    image = container or os.environ.get("CONTAINER") or own or default_container(script) or "none"
-    if image != "none":
-        path = Path(image) if Path(image).is_absolute() else root / image
-        if not path.exists():
-            raise SubmitError(
-                f"container {path} not found. Build it first: python -m coursekit build-container "
-                f"defs/{path.name.removesuffix('.sif')}.def -- or run on the host's Python with "
-                f"--container none (CONTAINER=none)")
+    image = _preflight(script, rest, grid, container, root)
 
     for folder in _log_folders(directives, workdir):
         if not folder.is_dir():
