@@ -82,3 +82,18 @@ def test_notebook_02_shows_the_keras_code_and_is_committed_clean():
     prose = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
     for gone in ("start_run", "profiles.py", "kerasbert.fit", "kerasbert.load"):
         assert gone not in prose + source, gone
+
+
+def test_notebook_02_max_steps_stops_training_early(sample_corpus, runs_dir):
+    """A smoke run: `-p max_steps 2` stops model.fit after 2 optimizer steps (epochs 6, 7 steps each)."""
+    from ..conftest import coursekit_cli
+
+    small = [a for k, v in SMALL_RUN.items() for a in ("-p", k, str(v))]
+    proc = coursekit_cli("run", str(NOTEBOOK), "--profile", "tiny", "--name", "smoke", "--no-html",
+                         "-p", "data_dir", str(sample_corpus), *small, "-p", "max_steps", "2")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    import json
+    data = json.loads((runs_dir / "02_livedoor_bert" / "smoke" / "metrics.json").read_text())
+    m = data["metrics"]
+    assert data["status"] == "completed" and data["params"]["max_steps"] == 2
+    assert m["total_steps"] == 2 and m["epochs_run"] == 1, "stopped in the first epoch, after 2 steps"

@@ -131,3 +131,15 @@ def test_preemption_callback_checkpoints_a_real_trainer_and_the_next_attempt_res
     second.train(resume_from_checkpoint=get_last_checkpoint(out))
     preemption.raise_if_preempted(second)
     assert second.state.global_step == 64 // 8 and get_last_checkpoint(out).endswith("checkpoint-8")
+
+
+@pytest.mark.notebook
+def test_max_steps_stops_training_early(runs_dir, tmp_path):
+    """A smoke run: `-p max_steps 2` stops the Trainer after 2 steps (2 epochs would be 40)."""
+    data = write_parallel(tmp_path / "data", sizes=(320, 16, 8))
+    proc = coursekit_cli("run", NOTEBOOK, "--profile", "tiny", "--name", "smoke", "--no-html",
+                         "-p", "data_dir", str(data), "-p", "epochs", "2", "-p", "max_steps", "2", *SMALL, env=ENV)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    record = metrics(runs_dir / "03_bart_translation" / "smoke")
+    assert record["status"] == "completed" and record["params"]["max_steps"] == 2
+    assert record["metrics"]["training"]["global_step"] == 2

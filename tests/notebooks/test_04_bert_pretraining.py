@@ -84,3 +84,15 @@ def test_notebook_04_stops_before_training_when_the_sequence_exceeds_the_positio
     assert not result.ok and result.metrics["status"] == "failed"
     assert "sequence length 1024 is above the model's max_position_embeddings=512" in result.error
     assert result.metrics["phases"] == {}, "nothing ran"
+
+
+def test_notebook_04_max_steps_caps_each_phase(text_folder, runs_dir):
+    """A smoke run: `-p max_steps 2` stops phase 1 (60 steps) and phase 2 (4 steps) after 2 steps each."""
+    import json
+
+    result = _run(runs_dir, corpus=str(text_folder), max_steps=2)
+    assert result.ok, result.error
+    assert result.metrics["params"]["max_steps"] == 2
+    for phase in ("phase1", "phase2"):
+        state = json.loads((result.run_dir / "work" / phase / "final" / "trainer_state.json").read_text())
+        assert state["global_step"] == 2 and state["max_steps"] == 2, phase
