@@ -137,3 +137,39 @@ def test_parallel_files_undo_japanese_spacing_and_check_alignment(tmp_path):
     (folder / "test.ja").unlink()
     with pytest.raises(FileNotFoundError, match="test.ja"):
         alt.load_parallel(folder)
+
+
+# ------------------------------------------------------------------------ downloads and decoding
+def test_alt_download_is_verified_and_a_bad_file_is_refetched(tmp_path, monkeypatch):
+    from coursekit.lessons import download
+    from ..fileserver import FileServer
+
+    served = write_alt(tmp_path / "served", as_zip=True)
+    cache = tmp_path / "cache"
+    with FileServer(served) as server:
+        with pytest.raises(download.DownloadError, match="ALT-Parallel-Corpus-20191206.zip"):
+            alt.download_alt(cache, server.url("truncated", "").rstrip("/"))
+        assert not (cache / f"{alt.ALT_RELEASE}.zip").exists(), "a truncated zip never lands"
+        with pytest.raises(download.DownloadError, match="HTML page"):
+            alt.download_alt(cache, server.url("html", "").rstrip("/"))
+        (cache / "URL-train.txt").write_text("<html>proxy error</html>")  # an old kit's leftover
+        corpus, report = alt.load_corpus(server.url("ok", f"{alt.ALT_RELEASE}.zip"), cache)
+        assert server.hits["/ok/URL-train.txt"] == 1, "the damaged split file was fetched again"
+        monkeypatch.setenv(download.MIRROR_ENV, server.url("ok", "").rstrip("/"))
+        before = sum(server.hits.values())
+        corpus2, _ = alt.load_corpus("", cache)  # the mirror; everything cached and valid: no request
+        assert sum(server.hits.values()) == before
+    assert {k: len(v) for k, v in corpus.items()} == {k: len(v) for k, v in corpus2.items()}
+    assert len(corpus["train"]) == 2
+
+
+def test_text_that_is_not_utf8_is_an_error_naming_the_file(tmp_path):
+    folder = write_parallel(tmp_path / "par")
+    (folder / "dev.ja").write_bytes("犬 を 見る 。\n".encode("shift_jis") * 50)
+    with pytest.raises(UnicodeDecodeError, match=r"dev\.ja.*not UTF-8"):
+        alt.load_parallel(folder)
+    release = write_alt(tmp_path / "alt", as_zip=False)
+    data_ja = release / f"{alt.ALT_RELEASE}.zip" / alt.ALT_RELEASE / "data_ja.txt"
+    data_ja.write_bytes("SNT.101.1\t記事。".encode("euc-jp"))
+    with pytest.raises(UnicodeDecodeError, match="data_ja.txt"):
+        alt.load_alt(release)

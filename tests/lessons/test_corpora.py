@@ -115,3 +115,20 @@ def test_real_livedoor_folder_is_read_without_download(tmp_path):
     docs = corpora.read_source(str(root), tmp_path, livedoor_cache=str(tmp_path / "no-download"))
     assert 5800 < len(docs) < 6000, "notebook 02's training split (80% of 7,367 articles)"
     assert not (tmp_path / "no-download").exists()
+
+
+def test_text_folder_never_decodes_with_replacement_characters(tmp_path, monkeypatch):
+    from coursekit.lessons import download
+    import json
+
+    folder = write_sample_folder(tmp_path / "txt", n_documents=4)
+    (folder / "sjis.txt").write_bytes("日本語の文書です。".encode("shift_jis"))
+    (folder / "blank.txt").write_text("  \n", encoding="utf-8")
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    monkeypatch.setenv("COURSEKIT_RUN_DIR", str(run_dir))
+    with pytest.warns(download.CorpusWarning, match=r"skipped 2 unreadable file\(s\).*1 empty file.*1 not UTF-8"):
+        docs = corpora.read_source(str(folder), tmp_path)
+    assert len(docs) == 4 and not any("\ufffd" in d for d in docs)
+    (entry,) = json.loads((run_dir / download.WARNINGS_FILE).read_text())
+    assert entry["counts"] == {"unreadable: not UTF-8": 1, "unreadable: empty file": 1}

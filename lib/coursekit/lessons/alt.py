@@ -15,11 +15,11 @@ ids present in one language only and empty sentences are dropped and counted in 
 from __future__ import annotations
 
 import re
-import urllib.request
-import warnings
 import zipfile
 from collections import Counter
 from pathlib import Path
+
+from . import download as _download
 
 ALT_PAGE = "https://www2.nict.go.jp/astrec-att/member/mutiyama/ALT/"
 ALT_RELEASE = "ALT-Parallel-Corpus-20191206"
@@ -104,8 +104,7 @@ def load_alt(path: str | Path, src: str = "en", tgt: str = "ja"):
 
     root, split_dir = _find_alt(path)
     stats: Counter = Counter()
-    text = {lang: parse_alt_lines(_alt_member(root, lang).read_text(encoding="utf-8"), stats)
-            for lang in (src, tgt)}
+    text = {lang: parse_alt_lines(_read_text(_alt_member(root, lang)), stats) for lang in (src, tgt)}
     report = {"source": str(path), "format": "alt", "bad_lines": stats["bad_lines"],
               f"only_in_{src}": len(text[src].keys() - text[tgt].keys()),
               f"only_in_{tgt}": len(text[tgt].keys() - text[src].keys()),
@@ -115,7 +114,7 @@ def load_alt(path: str | Path, src: str = "en", tgt: str = "ja"):
         split_file = split_dir / f"URL-{name}.txt"
         if not split_file.is_file():
             raise FileNotFoundError(f"{split_file} not found: download it from {ALT_PAGE}")
-        for article in parse_split_file(split_file.read_text(encoding="utf-8")):
+        for article in parse_split_file(_read_text(split_file)):
             article_split.setdefault(article, []).append(key)
     rows = {key: {src: [], tgt: []} for key in SPLITS.values()}
     for sid, sentence in text[src].items():  # in the order of the source file
@@ -135,7 +134,8 @@ def load_alt(path: str | Path, src: str = "en", tgt: str = "ja"):
                 rows[key][lang].append(pair[lang])
     odd = {k: v for k, v in report.items() if k.startswith(("only_in_", "bad_lines", "not_in")) and v}
     if odd:
-        warnings.warn(f"ALT {path}: sentences dropped: " + ", ".join(f"{k}={v}" for k, v in odd.items()))
+        _download.data_warning(f"ALT {path}", "sentences dropped: "
+                               + ", ".join(f"{k}={v}" for k, v in odd.items()), odd)
     return datasets.DatasetDict({k: datasets.Dataset.from_dict(v) for k, v in rows.items()}), report
 
 
@@ -154,7 +154,7 @@ def load_parallel(folder: str | Path, src: str = "en", tgt: str = "ja", detokeni
     out = {}
     for name, key in SPLITS.items():
         paths = {lang: folder / f"{name}.{lang}" for lang in (src, tgt)}
-        lines = {lang: p.read_text(encoding="utf-8").splitlines() for lang, p in paths.items()}
+        lines = {lang: _read_text(p).splitlines() for lang, p in paths.items()}
         if len(lines[src]) != len(lines[tgt]):
             raise ValueError(f"{paths[src].name} has {len(lines[src])} lines but {paths[tgt].name} has "
                              f"{len(lines[tgt])}: the files are not aligned line by line")
@@ -169,6 +169,9 @@ def load_parallel(folder: str | Path, src: str = "en", tgt: str = "ja", detokeni
             rows[src].append(a)
             rows[tgt].append(b)
         out[key] = datasets.Dataset.from_dict(rows)
+    if report["empty_pairs"]:
+        _download.data_warning(f"parallel corpus {folder}", f"{report['empty_pairs']} pair(s) with an "
+                               "empty side dropped", {"empty_pairs": report["empty_pairs"]})
     return datasets.DatasetDict(out), report
 
 
@@ -188,41 +191,35 @@ def load_hub(name: str = "mutiyama/alt", config: str = "alt-parallel", src: str 
     return datasets.DatasetDict(out), report
 
 
-def download_alt(cache_dir: str | Path) -> Path:
-    """Download the ALT release and its split files into cache_dir (once); return the folder."""
-    from tqdm.auto import tqdm
-
+def download_alt(cache_dir: str | Path, base_url: str = "") -> Path:
+    """The ALT release and its split files in cache_dir, each downloaded once, complete and verified
+    (the zip read through, the split files UTF-8 text, no HTML page), under the cache's lock; return
+    the folder. `base_url` empty: NICT's page, or $COURSEKIT_MIRROR."""
     folder = Path(cache_dir).expanduser()
-    folder.mkdir(parents=True, exist_ok=True)
+    hint = (f"download the ALT release and URL-train/dev/test.txt from {ALT_PAGE} by hand into one "
+            "folder and pass it as data_dir, or pass a folder of train.en/train.ja files")
     for name, url in ALT_URLS.items():
-        target = folder / name
-        if target.exists():
-            continue
-        part = target.with_name(target.name + ".part")
-        try:
-            with urllib.request.urlopen(url, timeout=60) as resp, open(part, "wb") as fh, \
-                    tqdm(total=int(resp.headers.get("Content-Length") or 0) or None, unit="B",
-                         unit_scale=True, desc=name) as bar:
-                while chunk := resp.read(1 << 16):
-                    fh.write(chunk)
-                    bar.update(len(chunk))
-        except OSError as exc:
-            raise RuntimeError(f"could not download {url} ({exc}). Download the ALT release and "
-                               f"URL-train/dev/test.txt from {ALT_PAGE} by hand into one folder and pass "
-                               f"it as data_dir, or pass a folder of train.en/train.ja files") from exc
-        part.rename(target)
+        url = base_url.rstrip("/") + "/" + name if base_url else _download.source_url(url)
+        _download.fetch(url, folder, name, hint=hint)
     return folder
+
+
+def _read_text(path) -> str:
+    """A file of the corpus as strict UTF-8 (never replacement characters); errors name the file."""
+    return _download.decode_utf8(path.read_bytes(), path)
 
 
 def load_corpus(source: str | Path = "", cache_dir: str | Path = "~/.cache/coursekit/alt",
                 src: str = "en", tgt: str = "ja"):
-    """One entry point: "" downloads ALT; "hf:NAME" reads the hub; a folder of train.en/train.ja is a
+    """One entry point: "" downloads ALT (or from $COURSEKIT_MIRROR); a URL of a folder holding the
+    release's files downloads from there; "hf:NAME" reads the hub; a folder of train.en/train.ja is a
     parallel corpus; anything else is an ALT release (zip or folder). Returns (DatasetDict, report)."""
     source = str(source or "")
     if source.startswith(HUB_PREFIX):
         return load_hub(source[len(HUB_PREFIX):], src=src, tgt=tgt)
-    if not source:
-        return load_alt(download_alt(cache_dir), src=src, tgt=tgt)
+    if not source or _download.is_url(source):
+        base = source.rsplit("/", 1)[0] if source.endswith(".zip") else source
+        return load_alt(download_alt(cache_dir, base), src=src, tgt=tgt)
     path = Path(source).expanduser()
     if path.is_dir() and (path / f"train.{src}").exists():
         return load_parallel(path, src=src, tgt=tgt)

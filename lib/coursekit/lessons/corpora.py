@@ -78,12 +78,32 @@ def read_wikiextractor(folder: str | Path) -> Iterator[str]:
 
 
 def read_text_folder(folder: str | Path, pattern: str = "**/*.txt") -> Iterator[str]:
-    """Every text file under `folder` is one document (LICENSE/README/CHANGES files skipped)."""
+    """Every text file under `folder` is one document (LICENSE/README/CHANGES files skipped). Text is
+    strict UTF-8, never replacement characters: files that are not UTF-8 or empty are skipped and
+    counted in a CorpusWarning (recorded in the run's metrics.json)."""
+    from collections import Counter
+
+    from . import download
+
+    skipped: Counter = Counter()
+    example: dict[str, str] = {}
     for path in sorted(Path(folder).glob(pattern)):
         if path.is_file() and path.name not in ("LICENSE.txt", "README.txt", "CHANGES.txt"):
-            text = path.read_text(encoding="utf-8", errors="replace")
-            if text.strip():
-                yield text
+            try:
+                text = download.decode_utf8(path.read_bytes(), path)
+            except UnicodeDecodeError:
+                skipped["not UTF-8"] += 1
+                example.setdefault("not UTF-8", str(path))
+                continue
+            if not text.strip():
+                skipped["empty file"] += 1
+                example.setdefault("empty file", str(path))
+                continue
+            yield text
+    if skipped:
+        download.data_warning(f"text folder {folder}", f"skipped {sum(skipped.values())} unreadable file(s): "
+                              + ", ".join(f"{n} {k} (e.g. {example[k]})" for k, n in sorted(skipped.items())),
+                              {f"unreadable: {k}": n for k, n in skipped.items()})
 
 
 def read_livedoor(data_dir: str | Path = "", cache_dir: str | Path = "~/.cache/coursekit/livedoor",
@@ -106,10 +126,13 @@ def _is_livedoor(folder: Path) -> bool:
 
 def read_source(source: str, work_dir: str | Path, *, livedoor_cache: str = "~/.cache/coursekit/livedoor",
                 processes: int = 2, seed: int = 0) -> list[str]:
-    """Documents from `source`: a Wikipedia dump (.xml.bz2 / .xml), "livedoor" (downloaded), a livedoor
-    text/ folder (training split), or any folder of .txt files (one document per file)."""
-    if source == "livedoor":
-        return read_livedoor("", livedoor_cache, seed=seed)
+    """Documents from `source`: a Wikipedia dump (.xml.bz2 / .xml), "livedoor" (downloaded, or from
+    $COURSEKIT_MIRROR), the URL of a livedoor tarball, a livedoor text/ folder (training split), or
+    any folder of .txt files (one document per file)."""
+    from . import download
+
+    if source == "livedoor" or (download.is_url(source) and source.endswith((".tar.gz", ".tgz"))):
+        return read_livedoor("" if source == "livedoor" else source, livedoor_cache, seed=seed)
     path = Path(source).expanduser()
     if path.name.endswith((".xml.bz2", ".xml")):
         return list(read_wikiextractor(extract_wikipedia(path, Path(work_dir) / "wikiextractor", processes)))

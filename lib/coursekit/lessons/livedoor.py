@@ -12,12 +12,11 @@ timestamp, line 3 title, then the body. Text = title + body (lines 1-2 dropped),
 from __future__ import annotations
 
 import random
-import tarfile
-import urllib.request
-import warnings
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from . import download as _download
 
 URL = "https://www.rondhuit.com/download/ldcc-20140209.tar.gz"
 ARCHIVE = "ldcc-20140209.tar.gz"
@@ -76,51 +75,42 @@ class Corpus:
 
 
 # ----------------------------------------------------------------------------- getting the data
-def download(cache_dir: str | Path, url: str = URL) -> Path:
-    """Download the tarball into cache_dir once (progress bar); return its path. A partial
-    download is never left under the final name."""
-    from tqdm.auto import tqdm
-
-    cache = Path(cache_dir).expanduser()
-    cache.mkdir(parents=True, exist_ok=True)
-    target = cache / Path(url).name
-    if target.is_file() and target.stat().st_size > 0:
-        return target
-    partial = target.with_name(target.name + ".part")
-    request = urllib.request.Request(url, headers={"User-Agent": "coursekit (workshop kit)"})
+def download(cache_dir: str | Path, url: str = "") -> Path:
+    """The tarball in cache_dir, downloaded once (progress bar), complete and verified (a readable
+    tar.gz to its end, not an HTML page), under the cache's lock; return its path. `url` empty: the
+    release, or the same file on $COURSEKIT_MIRROR. A damaged cached tarball is fetched again."""
+    url = url or _download.source_url(URL)
     try:
-        with urllib.request.urlopen(request, timeout=60) as response, open(partial, "wb") as out:
-            total = int(response.headers.get("Content-Length") or 0) or None
-            with tqdm(total=total, unit="B", unit_scale=True, desc=f"download {target.name}") as bar:
-                while chunk := response.read(1 << 16):
-                    out.write(chunk)
-                    bar.update(len(chunk))
-    except OSError as err:
-        partial.unlink(missing_ok=True)
-        raise CorpusError(f"could not download {url}: {err}\n{DOWNLOAD_HINT}") from err
-    partial.replace(target)
-    return target
+        return _download.fetch(url, cache_dir, Path(url).name or ARCHIVE, hint=DOWNLOAD_HINT)
+    except _download.DownloadError as err:
+        raise CorpusError(str(err)) from err
 
 
 def extract(archive: str | Path, dest: str | Path) -> Path:
     """Unpack the tarball safely (no absolute paths, no '..', no links out); return dest/text."""
     dest = Path(dest).expanduser().resolve()
     dest.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(archive) as tar:
-        members = tar.getmembers()
-        for m in members:
-            target = (dest / m.name).resolve()
-            if not target.is_relative_to(dest) or m.issym() or m.islnk() or m.isdev():
-                raise CorpusError(f"refusing to extract {m.name!r} from {archive}: "
-                                  "it would write outside the target folder or is a link/device")
-        tar.extractall(dest, members=members, filter="data")
+    try:
+        _download.extract_tar(Path(archive), dest)
+    except _download.DownloadError as err:
+        raise CorpusError(str(err)) from None
     return dest / "text"
 
 
+def _check_unpacked(text: Path) -> None:
+    if not any((text / c).is_dir() for c in CATEGORIES):
+        raise CorpusError(f"{text} holds none of the livedoor categories: is the archive the "
+                          f"livedoor news corpus?\n{DOWNLOAD_HINT}")
+
+
 def locate(data_dir: str | Path = "", cache_dir: str | Path = "~/.cache/coursekit/livedoor",
-           url: str = URL) -> Path:
-    """The corpus's text/ folder: data_dir when given (the text/ folder or its parent), else the
-    download cache (downloaded and unpacked on first use)."""
+           url: str = "") -> Path:
+    """The corpus's text/ folder: data_dir when given (the text/ folder or its parent; a URL of the
+    tarball is downloaded into cache_dir), else the download cache: downloaded and unpacked on first
+    use, from `url` or the release (or $COURSEKIT_MIRROR). The cache is used only when its
+    unpacking completed; concurrent jobs wait for the one that fills it."""
+    if data_dir and _download.is_url(str(data_dir)):
+        url, data_dir = str(data_dir), ""
     if data_dir:
         path = Path(data_dir).expanduser()
         if (path / "text").is_dir() and not any((path / c).is_dir() for c in CATEGORIES):
@@ -129,10 +119,13 @@ def locate(data_dir: str | Path = "", cache_dir: str | Path = "~/.cache/courseki
             raise CorpusError(f"livedoor corpus folder not found: {path}\n{DOWNLOAD_HINT}")
         return path
     cache = Path(cache_dir).expanduser()
-    text = cache / "text"
-    if not (text.is_dir() and any(text.iterdir())):
-        text = extract(download(cache, url), cache)
-    return text
+    if _download.is_complete(cache / "text"):
+        return cache / "text"
+    archive = download(cache, url)
+    try:
+        return _download.unpack(archive, cache, "text", _download.extract_tar, _check_unpacked)
+    except _download.DownloadError as err:
+        raise CorpusError(str(err)) from None
 
 
 # ----------------------------------------------------------------------------- reading
@@ -143,7 +136,7 @@ def read_article(path: Path, max_chars: int = 510) -> tuple[str | None, str | No
     if not raw.strip():
         return None, "empty file", 0
     try:
-        content = raw.decode("utf-8")
+        content = raw.decode("utf-8-sig")  # strict: never replacement characters
     except UnicodeDecodeError:
         return None, "not UTF-8", 0
     lines = [ln.strip() for ln in content.splitlines()]
@@ -189,9 +182,18 @@ def load_corpus(data_dir: str | Path, max_chars: int = 510, categories=None) -> 
         raise CorpusError(f"no readable article in {root}: {dict(corpus.problems)}")
     corpus.differences = compare_counts(corpus.counts(), categories)
     if corpus.problems:
-        warnings.warn(f"livedoor: skipped {sum(corpus.problems.values())} unreadable file(s) in {root}: "
-                      + ", ".join(f"{n} {kind}" for kind, n in sorted(corpus.problems.items())),
-                      stacklevel=2)
+        _download.data_warning(
+            f"livedoor {root}", f"skipped {sum(corpus.problems.values())} unreadable file(s): "
+            + ", ".join(f"{n} {kind}" for kind, n in sorted(corpus.problems.items()))
+            + " (e.g. " + ", ".join(corpus.examples[k][0] for k in sorted(corpus.problems)) + ")",
+            {f"unreadable: {k}": n for k, n in corpus.problems.items()})
+    missing = [d for d in corpus.differences if d.startswith("missing category")]
+    extra = [d for d in corpus.differences if d.startswith("unknown category")]
+    if missing or extra:
+        _download.data_warning(
+            f"livedoor {root}", f"the corpus differs from the release: {len(missing)} missing and "
+            f"{len(extra)} extra categor(ies): " + "; ".join(missing + extra),
+            {"missing categories": len(missing), "extra categories": len(extra)})
     return corpus
 
 

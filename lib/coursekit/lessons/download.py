@@ -1,0 +1,298 @@
+"""Corpus downloads and download caches that are all or nothing and safe to share.
+
+    url = download.source_url(livedoor.URL)            # or the same file on the lab's mirror
+    archive = download.fetch(url, "~/.cache/coursekit/livedoor")          # verified, locked
+    text = download.unpack(archive, cache, "text", download.extract_tar)  # complete, or not there
+
+- **Sources are parameters.** Every loader takes its URL; `COURSEKIT_MIRROR` (or `mirror=`) points
+  every loader at a lab's own copy: `<mirror>/<file name>`, where the mirror is an http(s)/ftp URL
+  or a folder (compute nodes are often offline; labs keep corpora inside the cluster).
+- **All or nothing.** pooch downloads into a folder private to this process (progress bar, a
+  checksum where the source publishes one); the file is then verified (length, archive integrity,
+  not an HTML error page) and only then renamed to its final name. A cached file that fails the
+  same check is fetched again (or, when that fails too, named in an error with the fix).
+- **Shared caches.** A file lock per cache folder (filelock) makes concurrent jobs wait for one
+  another: one downloads and unpacks, the others then use its result. Unpacking goes into a
+  temporary folder, gets a completion mark and is renamed into place; a folder without the mark
+  (an unpacking that was killed) is never used: it is unpacked again.
+
+Problems with the data itself (missing genres, unreadable files) go through `data_warning`: a Python
+warning, and a line in the run folder's `warnings.json` that the runner copies into metrics.json
+and `coursekit report` shows next to the run.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tarfile
+import tempfile
+import time
+import warnings
+import zipfile
+import zlib
+from pathlib import Path
+from typing import Callable
+
+MIRROR_ENV = "COURSEKIT_MIRROR"
+COMPLETE_MARK = ".coursekit-complete"   # written into an unpacked folder before it is renamed into place
+LOCK_NAME = ".coursekit.lock"
+WARNINGS_FILE = "warnings.json"         # in the run folder ($COURSEKIT_RUN_DIR); read by the harness
+RUN_DIR_ENV = "COURSEKIT_RUN_DIR"
+LOCK_TIMEOUT_S = 6 * 3600               # waiting for another job's download (a 4 GB dump on a slow link)
+
+
+class DownloadError(RuntimeError):
+    """A download failed or its file is damaged; the message names the file, the URL and the fix."""
+
+
+class CorpusWarning(UserWarning):
+    """The data differs from the release (missing/extra parts, unreadable files, dropped lines)."""
+
+
+# ----------------------------------------------------------------------------- data warnings
+def data_warning(source: str, message: str, counts: dict | None = None, stacklevel: int = 2) -> None:
+    """Say loudly that the data differs from the release: a CorpusWarning, plus an entry in the run
+    folder's warnings.json (when running under `coursekit run`), so the run record shows it."""
+    warnings.warn(f"{source}: {message}", CorpusWarning, stacklevel=stacklevel + 1)
+    run_dir = os.environ.get(RUN_DIR_ENV)
+    if not run_dir or not Path(run_dir).is_dir():
+        return
+    path = Path(run_dir) / WARNINGS_FILE
+    try:
+        entries = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else []
+        if not isinstance(entries, list):
+            entries = []
+    except (OSError, ValueError):
+        entries = []
+    entry = {"source": source, "message": message, "counts": dict(counts or {})}
+    if entry not in entries:
+        entries.append(entry)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(json.dumps(entries, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def decode_utf8(raw: bytes, where: str | Path) -> str:
+    """Strict UTF-8 (a BOM is dropped): never replacement characters; the error names the file."""
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise UnicodeDecodeError(exc.encoding, exc.object, exc.start, exc.end,
+                                 f"{exc.reason} in {where} (byte {exc.start}): the file is not UTF-8 "
+                                 "(damaged, or another encoding: convert it with iconv)") from None
+
+
+# ----------------------------------------------------------------------------- sources
+def source_url(url: str, mirror: str | None = None) -> str:
+    """`url`, or the file of the same name on the mirror (`mirror`, else $COURSEKIT_MIRROR)."""
+    mirror = (mirror if mirror is not None else os.environ.get(MIRROR_ENV, "")).strip()
+    if not mirror:
+        return url
+    return mirror.rstrip("/") + "/" + url.rstrip("/").rsplit("/", 1)[-1]
+
+
+def is_url(text: str) -> bool:
+    return str(text).split("://", 1)[0].lower() in ("http", "https", "ftp", "file") and "://" in str(text)
+
+
+# ----------------------------------------------------------------------------- verification
+def _looks_like_html(head: bytes) -> bool:
+    start = head.lstrip()[:200].lower()
+    return start.startswith((b"<!doctype html", b"<html", b"<?xml")) or b"<html" in start
+
+
+def verify_file(path: str | Path) -> None:
+    """Raise ValueError when the file is not what its name says: empty, an HTML page, a truncated or
+    damaged archive (.tar.gz/.tgz/.tar/.zip read through to the end), a .txt that is not UTF-8."""
+    path = Path(path)
+    size = path.stat().st_size
+    if size == 0:
+        raise ValueError("the file is empty")
+    with open(path, "rb") as fh:
+        head = fh.read(1024)
+    name = path.name.lower()
+    if name.endswith((".tar.gz", ".tgz", ".tar", ".tar.bz2", ".zip")) and _looks_like_html(head):
+        raise ValueError("the file is an HTML page, not an archive (an error page or a login page "
+                         "served instead of the file)")
+    if name.endswith((".tar.gz", ".tgz", ".tar", ".tar.bz2")):
+        try:
+            with tarfile.open(path) as tar:
+                for member in tar:              # reads the whole stream: truncation and CRC errors show
+                    if member.isfile():
+                        tar.extractfile(member).read()
+        except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
+            raise ValueError(f"damaged or truncated archive ({type(exc).__name__}: {exc})") from None
+    elif name.endswith(".zip"):
+        try:
+            with zipfile.ZipFile(path) as zf:
+                bad = zf.testzip()
+        except (zipfile.BadZipFile, EOFError, OSError) as exc:
+            raise ValueError(f"damaged or truncated zip archive ({type(exc).__name__}: {exc})") from None
+        if bad:
+            raise ValueError(f"damaged zip archive: CRC error in {bad}")
+    elif name.endswith(".txt"):
+        if _looks_like_html(head):
+            raise ValueError("the file is an HTML page, not the text file")
+        try:
+            path.read_bytes().decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"not UTF-8 text ({exc})") from None
+
+
+# ----------------------------------------------------------------------------- locks
+def cache_lock(folder: str | Path, say: Callable[[str], None] = print):
+    """A file lock on a cache folder (filelock; released by the OS if the job dies). Prints who it
+    waits for when another job holds it."""
+    from filelock import FileLock, Timeout
+
+    folder = Path(folder).expanduser()
+    folder.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(folder / LOCK_NAME), timeout=LOCK_TIMEOUT_S)
+
+    class _Lock:
+        def __enter__(self):
+            try:
+                lock.acquire(timeout=0)
+            except Timeout:
+                say(f"waiting for another job that is filling the cache {folder} (lock {lock.lock_file})")
+                try:
+                    lock.acquire()
+                except Timeout:
+                    raise DownloadError(f"gave up after {LOCK_TIMEOUT_S} s waiting for the lock "
+                                        f"{lock.lock_file}: is another job stuck? Remove the lock file "
+                                        "only when no job uses this cache") from None
+            return self
+
+        def __exit__(self, *exc):
+            lock.release()
+
+    return _Lock()
+
+
+# ----------------------------------------------------------------------------- fetch
+def _copy_local(source: Path, dest: Path) -> None:
+    if not source.is_file():
+        raise FileNotFoundError(f"{source} not found")
+    shutil.copyfile(source, dest)
+
+
+def _download_to(url: str, folder: Path, fname: str, known_hash: str | None, progressbar: bool,
+                 timeout: float) -> Path:
+    """The file at `url` in `folder` (private to this process) via pooch, or copied from a folder."""
+    if not is_url(url) or url.startswith("file://"):
+        local = Path(url[len("file://"):] if url.startswith("file://") else url).expanduser()
+        _copy_local(local, folder / fname)
+        if known_hash:
+            import pooch
+
+            algo, _, want = known_hash.rpartition(":")
+            got = pooch.file_hash(str(folder / fname), alg=algo or "sha256")
+            if got != want:
+                raise ValueError(f"checksum mismatch ({algo or 'sha256'} {got}, expected {want})")
+        return folder / fname
+    import logging
+
+    import pooch
+
+    logging.getLogger("pooch").setLevel(logging.WARNING)  # not the 'use this hash' hint each time
+    downloader = pooch.HTTPDownloader(progressbar=progressbar, timeout=timeout,
+                                      headers={"User-Agent": "coursekit (workshop kit)"}) \
+        if url.lower().startswith(("http://", "https://")) else None
+    return Path(pooch.retrieve(url, known_hash=known_hash, fname=fname, path=folder,
+                               downloader=downloader, progressbar=progressbar))
+
+
+def fetch(url: str, cache_dir: str | Path, fname: str | None = None, *, known_hash: str | None = None,
+          verify: Callable[[Path], None] = verify_file, hint: str = "", progressbar: bool = True,
+          timeout: float = 60, say: Callable[[str], None] = print) -> Path:
+    """cache_dir/fname, downloaded from `url` once, complete and verified; safe with several jobs.
+
+    `url` may be an http(s)/ftp URL or a local path (a lab's copy). `known_hash` ("sha256:..." or
+    "md5:...") only where the source publishes one. A cached file that fails `verify` is fetched
+    again. Raises DownloadError naming the URL, the file, what is wrong and `hint` (the fix)."""
+    cache = Path(cache_dir).expanduser()
+    fname = fname or url.rstrip("/").rsplit("/", 1)[-1]
+    target = cache / fname
+    with cache_lock(cache, say):
+        if target.exists():
+            try:
+                verify(target)
+                return target
+            except (ValueError, OSError) as exc:
+                say(f"the cached {target} is damaged ({exc}): fetching it again")
+                target.unlink()
+        private = Path(tempfile.mkdtemp(prefix=f".download-{os.getpid()}-", dir=cache))
+        try:
+            try:
+                got = _download_to(url, private, fname, known_hash, progressbar, timeout)
+            except Exception as exc:  # requests/pooch/OSError: anything that stops the download
+                raise DownloadError(f"could not download {url} to {target}: {type(exc).__name__}: "
+                                    f"{exc}{_fix(hint)}") from exc
+            try:
+                verify(got)
+            except (ValueError, OSError) as exc:
+                raise DownloadError(f"the download of {url} is not usable: {exc}. Nothing was kept "
+                                    f"under {target}{_fix(hint)}") from None
+            os.replace(got, target)
+        finally:
+            shutil.rmtree(private, ignore_errors=True)
+    return target
+
+
+def _fix(hint: str) -> str:
+    mirror = f" To use a lab's copy, set {MIRROR_ENV} to its URL or folder (the file is looked up by name)."
+    return f".{mirror}" + (f"\nOr: {hint}" if hint else "")
+
+
+# ----------------------------------------------------------------------------- unpack
+def is_complete(folder: str | Path) -> bool:
+    """An unpacked cache folder that carries its completion mark."""
+    return (Path(folder) / COMPLETE_MARK).is_file()
+
+
+def unpack(archive: str | Path, cache_dir: str | Path, name: str,
+           extract: Callable[[Path, Path], None], check: Callable[[Path], None] | None = None,
+           say: Callable[[str], None] = print) -> Path:
+    """cache_dir/name, unpacked from `archive` by `extract(archive, tmp_folder)` once: into a folder
+    private to this process, checked (`check(tmp_folder/name)`), marked complete and renamed into
+    place, under the cache's lock. A folder without the mark (a killed unpacking) is replaced."""
+    cache = Path(cache_dir).expanduser()
+    dest = cache / name
+    if is_complete(dest):
+        return dest
+    with cache_lock(cache, say):
+        if is_complete(dest):            # another job finished it while we waited
+            return dest
+        if dest.exists():
+            say(f"{dest} is incomplete (no {COMPLETE_MARK}: an earlier unpacking was interrupted): "
+                "unpacking again")
+            stale = cache / f".stale-{os.getpid()}-{int(time.time())}"
+            os.replace(dest, stale)
+            shutil.rmtree(stale, ignore_errors=True)
+        private = Path(tempfile.mkdtemp(prefix=f".unpack-{os.getpid()}-", dir=cache))
+        try:
+            extract(Path(archive), private)
+            result = private / name
+            if not result.is_dir():
+                raise DownloadError(f"{archive} holds no {name}/ folder: is it the right archive?")
+            if check:
+                check(result)
+            (result / COMPLETE_MARK).write_text(f"unpacked from {archive} at {time.ctime()}\n")
+            os.replace(result, dest)
+        finally:
+            shutil.rmtree(private, ignore_errors=True)
+    return dest
+
+
+def extract_tar(archive: Path, dest: Path) -> None:
+    """Unpack a tarball safely: no absolute paths, no '..', no links or devices."""
+    dest = Path(dest).resolve()
+    with tarfile.open(archive) as tar:
+        members = tar.getmembers()
+        for m in members:
+            target = (dest / m.name).resolve()
+            if not target.is_relative_to(dest) or m.issym() or m.islnk() or m.isdev():
+                raise DownloadError(f"refusing to extract {m.name!r} from {archive}: "
+                                    "it would write outside the target folder or is a link/device")
+        tar.extractall(dest, members=members, filter="data")
