@@ -106,19 +106,30 @@ def test_check_def_accepts_a_good_file_and_names_each_problem(tmp_path):
 
 @pytest.mark.parametrize("path", DEFS, ids=lambda p: p.name)
 def test_cpu_test_variant_is_generated_from_the_real_file(path, tmp_path):
+    """Only the base differs: the same %files/%environment/%test/%labels/%help and the whole %post with
+    every pinned package; pip finds the CPU build of torch (same pin) in the bound wheel folder."""
     real = containers.parse_def(path)
-    text = containers.cpu_test_variant(path, ca_bundle="/etc/ssl/certs/ca-certificates.crt")
+    text = containers.cpu_test_variant(path, base="/images/base", ca_bundle="/etc/ssl/certs/ca-certificates.crt",
+                                       find_links=["/opt/wheels", "https://example.org/whl/cpu"])
     variant = containers.parse_def(_write(tmp_path, text, "variant.def"))
-    assert variant.header["Bootstrap"] == "debootstrap" and variant.header["OSVersion"] == "bookworm"
+    assert variant.header == {"Bootstrap": "localimage", "From": "/images/base"}
     for name in ("environment", "test", "labels", "help"):
         assert variant.sections[name] == real.sections[name], name
     assert variant.sections["files"].startswith(real.sections["files"])
-    assert real.sections["post"].splitlines()[0] in variant.sections["post"]
-    kept = set(variant.pip_packages())
-    light = {a for a in real.pip_packages()
-             if containers.normalise(a.partition("==")[0]) not in containers.HEAVY}
-    assert kept == light and {"papermill==2.7.0", "ipykernel==7.4.0"} <= kept
-    assert "python3-pip" in variant.sections["post"] and "PIP_CERT" in variant.sections["post"]
+    assert variant.sections["post"].endswith(real.sections["post"]), "the real %post, verbatim, last"
+    assert variant.pip_packages() == real.pip_packages(), "the same package set, frameworks included"
+    post = variant.sections["post"]
+    assert "PIP_CERT=/opt/build-ca.crt" in post
+    assert f'PIP_FIND_LINKS="{containers.FIND_LINKS_MOUNT}-0 https://example.org/whl/cpu"' in post
+    assert containers.build_binds(["/opt/wheels", "https://example.org/whl/cpu"]) == [
+        "--bind", f"/opt/wheels:{containers.FIND_LINKS_MOUNT}-0:ro"]
+    assert f"mkdir -p {containers.FIND_LINKS_MOUNT}-0" in containers.cpu_base_def(), "the mount point exists"
+    # without a base image: debootstrap, with Debian's python3 + pip installed first
+    plain = containers.parse_def(_write(tmp_path, containers.cpu_test_variant(path), "plain.def"))
+    assert plain.header["Bootstrap"] == "debootstrap" and plain.header["OSVersion"] == "bookworm"
+    assert "python3-pip" in plain.sections["post"] and plain.pip_packages() == real.pip_packages()
+    with pytest.raises(ValueError, match="need a base image"):
+        containers.cpu_test_variant(path, find_links=["/opt/wheels"])
 
 
 def _fake_runtime(tmp_path, message):
