@@ -97,3 +97,7 @@ def test_notebook_02_max_steps_stops_training_early(sample_corpus, runs_dir):
     m = data["metrics"]
     assert data["status"] == "completed" and data["params"]["max_steps"] == 2
     assert m["total_steps"] == 2 and m["epochs_run"] == 1, "stopped in the first epoch, after 2 steps"
+    # progress lines in the runner's stdout (the job's log): the first step, the end, the prediction
+    assert "[fine-tune] step 1/42 (2%) epoch 1/6 loss " in proc.stdout
+    assert "[fine-tune] step 2/42 (5%) finished fit" in proc.stdout
+    assert "[evaluate: predict] batch 1/1 (100%)" in proc.stdout

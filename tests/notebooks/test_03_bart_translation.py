@@ -143,3 +143,6 @@ def test_max_steps_stops_training_early(runs_dir, tmp_path):
     record = metrics(runs_dir / "03_bart_translation" / "smoke")
     assert record["status"] == "completed" and record["params"]["max_steps"] == 2
     assert record["metrics"]["training"]["global_step"] == 2
+    # progress lines in the runner's stdout (the job's log): training and translation
+    assert "[train] step 1/2 (50%)" in proc.stdout and "[train] step 2/2 (100%)" in proc.stdout
+    assert "[translate] item 1/1 (100%)" in proc.stdout

@@ -96,3 +96,6 @@ def test_notebook_04_max_steps_caps_each_phase(text_folder, runs_dir):
     for phase in ("phase1", "phase2"):
         state = json.loads((result.run_dir / "work" / phase / "final" / "trainer_state.json").read_text())
         assert state["global_step"] == 2 and state["max_steps"] == 2, phase
+    executed = result.notebook.read_text(encoding="utf-8")  # what the job's log shows too
+    assert "[phase1] step 1/2 (50%)" in executed and "[phase2] step 2/2 (100%)" in executed
+    assert "[encode (seq 64)] item 1/" in executed and "[evaluate: evaluate] batch" in executed

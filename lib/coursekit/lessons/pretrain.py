@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 import shutil
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -119,9 +119,12 @@ def check_lengths(seq_lens: Sequence[int], max_positions: int) -> None:
 
 
 # ----------------------------------------------------------------------------- examples
-def encode_documents(tokenizer, documents: Sequence[Sequence[str]], seq_len: int) -> list[dict]:
+def encode_documents(tokenizer, documents: Sequence[Sequence[str]], seq_len: int,
+                     progress: Callable[[Iterable, int, str], Iterable] | None = None) -> list[dict]:
     """Training examples: the sentences of each document concatenated and cut into blocks of
-    seq_len - 2 tokens, each wrapped as [CLS] block [SEP] (a block never spans two documents)."""
+    seq_len - 2 tokens, each wrapped as [CLS] block [SEP] (a block never spans two documents).
+    `progress(iterable, total, what)` wraps the loop over the documents (e.g. the harness's
+    `progress.progress`: a line in the job's log now and then)."""
     from tqdm.auto import tqdm
 
     if seq_len < 8:
@@ -129,7 +132,10 @@ def encode_documents(tokenizer, documents: Sequence[Sequence[str]], seq_len: int
     block = seq_len - 2
     cls, sep = tokenizer.cls_token_id, tokenizer.sep_token_id
     examples = []
-    for doc in tqdm(documents, desc=f"encode (seq {seq_len})", mininterval=2.0):
+    docs = tqdm(documents, desc=f"encode (seq {seq_len})", mininterval=2.0)
+    if progress is not None:
+        docs = progress(docs, len(documents), f"encode (seq {seq_len})")
+    for doc in docs:
         ids = [i for row in tokenizer(list(doc), add_special_tokens=False, verbose=False)["input_ids"] for i in row]
         for start in range(0, len(ids), block):
             chunk = ids[start:start + block]

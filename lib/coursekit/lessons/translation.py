@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable
 
 from . import spm
 
@@ -58,9 +58,12 @@ def tokens_per_char(tokenizer, texts: Iterable[str]) -> float:
 
 # ------------------------------------------------------------------------------ translation
 def translate(model, tokenizer, texts: Iterable[str], batch_size: int = 32, max_length: int = 128,
-              num_beams: int = 4) -> list[str]:
+              num_beams: int = 4, progress: Callable[[Iterable, int, str], Iterable] | None = None) -> list[str]:
     """model.generate over many sentences: batches of similar length (longest first, so little
-    padding), a progress bar, outputs returned in the input order."""
+    padding), a progress bar, outputs returned in the input order.
+
+    `progress(iterable, total, what)` wraps the loop over the batches, e.g. the harness's
+    `progress.progress`, which prints a line to the job's log now and then."""
     import torch
     from tqdm.auto import tqdm
 
@@ -69,7 +72,10 @@ def translate(model, tokenizer, texts: Iterable[str], batch_size: int = 32, max_
     out: list[str] = [""] * len(texts)
     model.eval()
     device = next(model.parameters()).device
-    for start in tqdm(range(0, len(order), batch_size), desc="translate"):
+    starts = tqdm(range(0, len(order), batch_size), desc="translate")
+    if progress is not None:
+        starts = progress(starts, len(starts), "translate")
+    for start in starts:
         idx = order[start:start + batch_size]
         batch = tokenizer([texts[i] for i in idx], return_tensors="pt", padding=True, truncation=True,
                           max_length=max_length).to(device)
