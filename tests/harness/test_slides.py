@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 
@@ -60,7 +61,7 @@ def test_cli_names_a_missing_metrics_file(tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(slides.SOURCES, "bart", "benchmarks/results/no_such_run.json")
     assert slides.main(["--render-only", "--out", str(tmp_path)]) == 0
     assert "benchmarks/results/no_such_run.json not found" in capsys.readouterr().err
-    assert "no_such_run.json がまだありません" in (tmp_path / "06_bart.md").read_text(encoding="utf-8")
+    assert "no_such_run.json がまだありません" in (tmp_path / "07_bart.md").read_text(encoding="utf-8")
 
 
 def test_every_placeholder_resolves_where_its_metrics_file_exists(tmp_path):
@@ -88,6 +89,67 @@ def test_decks_are_marp_decks_with_the_kit_theme():
             assert line in head, f"{deck.name}: front matter lacks {line!r}"
 
 
+LEFT_OVER = re.compile(r"\{\{")
+MACHINE_PATH = re.compile(r"(?<![\w.~$-])/(?:work|tmp|root|home)(?:/|\b)")
+
+
+def leftovers(text: str) -> list[str]:
+    """Unfilled placeholders and machine paths in rendered text (lines, for the message)."""
+    return [line.strip()[:120] for line in text.splitlines() if LEFT_OVER.search(line) or MACHINE_PATH.search(line)]
+
+
+def test_leftover_check_catches_placeholders_and_paths():
+    assert leftovers("BLEU {{bart.metrics.bleu}}") and leftovers("data: /work/shared/data/x")
+    assert leftovers("see /tmp/x.png") and leftovers("/home/alice") and leftovers("cd /root")
+    assert not leftovers("~/.cache/huggingface, /scratch/$USER, $HOME/x, runs/02/<ジョブID>/, 1/2")
+
+
+def test_every_deck_renders_without_placeholders_or_machine_paths(tmp_path):
+    """Render every deck with the committed metrics: no `{{` left and no path of this machine (the
+    metrics files record where their data lay; a slide must never show that)."""
+    rendered = slides.render(out=tmp_path)
+    assert [r.deck.name for r in rendered] == [d.name for d in slides.deck_files()]
+    problems = {r.out.name: leftovers(r.out.read_text(encoding="utf-8")) for r in rendered}
+    problems = {k: v for k, v in problems.items() if v}
+    assert not problems, problems
+    for r in rendered:
+        assert slides.broken_links(r.out) == [], r.out.name
+
+
+def test_decks_cover_every_lesson_and_the_cluster_topics():
+    """One deck per lesson notebook, plus the cluster topics the workshop teaches."""
+    text = {d.name: d.read_text(encoding="utf-8") for d in slides.deck_files()}
+    everything = "\n".join(text.values())
+    for nb in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")):
+        assert any(f"ノートブック {nb.name[:2]}" in t.split("---")[1] or nb.stem in t.split("---")[1]
+                   for t in text.values()), f"no deck has notebook {nb.stem} in its header"
+    for words in (["torch.cuda.is_available", "tf.config.list_physical_devices", "TF_USE_LEGACY_KERAS"],
+                  ["build --fakeroot", "Bootstrap: localimage", "--writable", "conda", "pip freeze"],
+                  ["--signal=B:USR1@300", "--requeue", "--open-mode=append", "mkdir -p logs"],
+                  ["--array", "%A_%a", "squeue", "scancel", "tail -f", "nvidia-smi"],
+                  ["all-reduce", "MirroredStrategy", "DistributedDataParallel"]):
+        missing = [w for w in words if w not in everything]
+        assert not missing, f"no deck explains {missing}"
+
+
+def test_the_sbatch_deck_shows_the_real_script():
+    """Every #SBATCH line of sbatch/livedoor.sbatch is on a slide, and every #SBATCH line on the
+    slides is one some real script has (the same GPU syntax, log names, ...)."""
+    real = {l.strip() for s in (ROOT / "sbatch").glob("*.sbatch")
+            for l in s.read_text(encoding="utf-8").splitlines() if l.startswith("#SBATCH")}
+    livedoor = [l.strip() for l in (ROOT / "sbatch" / "livedoor.sbatch").read_text(encoding="utf-8").splitlines()
+                if l.startswith(("#SBATCH", ": \"${CONTAINER", "source "))]
+    decks = "\n".join(d.read_text(encoding="utf-8") for d in slides.deck_files())
+    missing = [l for l in livedoor if l not in decks]
+    assert not missing, f"the decks do not show these lines of sbatch/livedoor.sbatch: {missing}"
+    shown = {re.sub(r"\s+#.*", "", l.strip()) for l in decks.splitlines() if l.startswith("#SBATCH")}
+    generic = {"#SBATCH --mem=32G"}              # an example of a line the kit's scripts leave out
+    unknown = sorted(l for l in shown - real - generic
+                     if not any(l.split("=")[0] == r.split("=")[0] and l.startswith("#SBATCH --gpus=")
+                                for r in real))
+    assert not unknown, f"#SBATCH lines on slides that no script has: {unknown}"
+
+
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     if not (ROOT / "slides" / "node_modules" / ".bin" / "marp").exists():
@@ -104,6 +166,8 @@ def test_every_deck_exports_to_html_with_the_kit_theme(exported):
         text = html.read_text(encoding="utf-8")
         assert f'data-theme="{slides.THEME}"' in text, f"{html.name} fell back to another theme"
         assert "<section" in text
+        body = re.sub(r"<(script|style)\b.*?</\1>", "", text, flags=re.S)   # marp's own code
+        assert not leftovers(re.sub(r"<[^>]+>", " ", body)), f"{html.name}: {leftovers(body)[:3]}"
 
 
 def test_every_linked_file_exists(exported):

@@ -42,10 +42,12 @@ SOURCES = {
     "livedoor": "benchmarks/results/livedoor_tiny_metrics.json",
     "bart": "benchmarks/results/bart_tiny_metrics.json",
     "pretrain": "benchmarks/results/pretrain_tiny_metrics.json",
+    "livedoorbench": "benchmarks/results/livedoor.json",   # benchmarks/livedoor.py (all-article baseline)
 }
 
 # {{source.key.path}}, {{source.key.path:FORMAT}}, {{source.key.path|table}} (|table:ROWS),
-# {{source.curves.NAME|plot}} (|plot:KEY1,KEY2)
+# {{source.curves.NAME|plot}} (|plot:KEY1,KEY2), {{source.key.path|name}} (a path's last part: a
+# recorded data folder shown without the machine's path)
 PLACEHOLDER = re.compile(
     r"\{\{\s*([a-z]+)((?:\.[\w-]+)+)\s*(?::([^}|]+)|\|(\w+)(?::([\w,]+))?)?\s*\}\}")
 # Markdown images/links and HTML src/href (external URLs and anchors are not files).
@@ -117,7 +119,8 @@ def fill(text: str, sources: dict[str, dict | None], where: str = "deck",
 
     `{{src.curves.NAME|plot}}` draws that training curve into out/figures/ and becomes the image
     link (`|plot:loss,eval_loss`: only those keys); `|table` makes a Markdown table (`|table:3`: its
-    first 3 rows); `:FMT` formats a value (`:.2f`, `:.1%`)."""
+    first 3 rows); `|name` keeps a path's last part (no machine paths on slides); `:FMT` formats a
+    value (`:.2f`, `:.1%`)."""
     missing: set[str] = set()
 
     def one(match: re.Match) -> str:
@@ -149,8 +152,12 @@ def fill(text: str, sources: dict[str, dict | None], where: str = "deck",
             (out / "figures").mkdir(parents=True, exist_ok=True)
             _curve_figure(name, curve, value, out / rel, keys)
             return f"![{name} {curve}]({rel})"
+        if filt == "name":
+            if not isinstance(value, str):
+                raise SlidesError(f"{here}: |name needs a path (a string), not {value!r}")
+            return value.rstrip("/").replace("\\", "/").rsplit("/", 1)[-1]
         if filt:
-            raise SlidesError(f"{here}: unknown filter {filt!r} (known: table, plot)")
+            raise SlidesError(f"{here}: unknown filter {filt!r} (known: table, plot, name)")
         if fmt:
             try:
                 return format(value, fmt.strip())
