@@ -79,3 +79,77 @@ def test_command_line_strings_are_converted(text, expected):
 def test_bool_string_that_is_not_a_bool_is_refused():
     with pytest.raises(ParameterError, match="'flag' expects bool, got 'maybe'"):
         params.coerce("flag", "maybe", bool)
+
+
+RANGED = """profile = "full"        # which values
+steps = 1000            # [1, inf) optimizer steps
+val_fraction = 0.1      # (0, 1) share for validation
+test_fraction = 0.1     # (0, 1) share for the test
+seq_len = 128           # [8, 512] tokens per example
+framework = "torch"     # {torch, tensorflow} the framework
+frameworks = "torch"    # {torch, tensorflow}+ comma-separated
+note = "x"              # free text, no check
+# check: val_fraction + test_fraction < 1
+"""
+
+
+@pytest.fixture
+def ranged(tmp_path):
+    return write_notebook(tmp_path / "ranged.ipynb", RANGED, "print(steps)")
+
+
+def test_ranges_and_choices_come_from_the_comments(ranged):
+    table = params.declared(ranged)
+    assert table["seq_len"].check == "[8, 512]" and table["seq_len"].help == "tokens per example"
+    assert table["frameworks"].check == "{torch, tensorflow}+" and table["note"].check == ""
+    assert params.declared_relations(ranged) == ["val_fraction + test_fraction < 1"]
+    ok = params.resolve(ranged, None, [("seq_len", "512"), ("frameworks", "tensorflow,torch"), ("steps", "1")])
+    assert ok["seq_len"] == 512 and ok["frameworks"] == "tensorflow,torch"
+
+
+@pytest.mark.parametrize("name, value, message", [
+    ("steps", "0", r"parameter 'steps' = 0 is out of range: it must be in \[1, inf\)"),
+    ("val_fraction", "1", r"'val_fraction' = 1.0 is out of range: it must be in \(0, 1\)"),
+    ("val_fraction", "0", r"'val_fraction' = 0.0 is out of range"),
+    ("seq_len", "513", r"'seq_len' = 513 is out of range: it must be in \[8, 512\]"),
+    ("seq_len", "4", r"'seq_len' = 4 is out of range"),
+    ("framework", "tensorfow", r"'framework' = 'tensorfow': 'tensorfow' is not allowed; expected one of torch, tensorflow"),
+    ("frameworks", "torch,jax", r"'jax' is not allowed; expected a comma-separated list of torch, tensorflow"),
+    ("frameworks", "", r"'' is not allowed"),
+    ("val_fraction", "nan", r"out of range"),
+])
+def test_impossible_values_stop_naming_parameter_value_and_limit(ranged, name, value, message):
+    with pytest.raises(ParameterError, match=message):
+        params.resolve(ranged, None, [(name, value)])
+
+
+def test_relations_between_parameters_are_checked(ranged, tmp_path):
+    with pytest.raises(ParameterError, match=r"break the check val_fraction \+ test_fraction < 1: "
+                                             r"test_fraction = 0.5, val_fraction = 0.6"):
+        params.resolve(ranged, None, [("val_fraction", "0.6"), ("test_fraction", "0.5")])
+    (tmp_path / "ranged.big.yaml").write_text("profile: big\nseq_len: 1024\n")
+    with pytest.raises(ParameterError, match=r"ranged.big.yaml: parameter 'seq_len' = 1024 is out of range"):
+        params.resolve(ranged, "big")
+
+
+def test_a_cell_whose_own_literal_breaks_its_range_or_a_bad_range_is_refused(tmp_path):
+    bad = write_notebook(tmp_path / "bad.ipynb", 'profile = "full"  # p\nsteps = 0  # [1, 10] steps')
+    with pytest.raises(ParameterError, match=r"bad.ipynb parameters cell, line 2: parameter 'steps' = 0"):
+        params.declared(bad)
+    odd = write_notebook(tmp_path / "odd.ipynb", 'profile = "full"  # p\nsteps = 3  # [one, 10] steps')
+    with pytest.raises(ParameterError, match="cannot read the range"):
+        params.declared(odd)
+    rel = write_notebook(tmp_path / "rel.ipynb", 'profile = "full"  # p\nsteps = 3  # s\n# check: stepz > 0')
+    with pytest.raises(ParameterError, match="names 'stepz', which is not a parameter"):
+        params.resolve(rel)
+    call = write_notebook(tmp_path / "call.ipynb", 'profile = "full"  # p\nsteps = 3  # s\n# check: __import__("os")')
+    with pytest.raises(ParameterError, match="only parameter names"):
+        params.resolve(call)
+
+
+def test_submit_checks_ranges_of_every_grid_value_before_sbatch(ranged):
+    from coursekit.harness import slurm
+
+    assert slurm.check_job_parameters(ranged, [], [("seq_len", ["64", "128"])]) == 2
+    with pytest.raises(slurm.SubmitError, match=r"'seq_len' = 1024 is out of range"):
+        slurm.check_job_parameters(ranged, [], [("seq_len", ["64", "1024"])])

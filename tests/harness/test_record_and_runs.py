@@ -113,3 +113,19 @@ def test_log_curve_keeps_points_for_later_plots(tmp_path, monkeypatch):
     run = metrics.open_run("00_gpu_check")
     run.log_curve("loss", [{"step": 1, "loss": np.float64(2.5)}, {"step": 2, "loss": 2.0}])
     assert metrics.read_metrics(tmp_path)["curves"]["loss"] == [{"step": 1, "loss": 2.5}, {"step": 2, "loss": 2.0}]
+
+
+def test_run_folders_never_leave_the_runs_folder(tmp_path):
+    from coursekit.harness import runs
+
+    root = tmp_path / "runs"
+    for bad in ("../x", "/abs", "..", ".", "a/b", "a\\b", "~x"):
+        with pytest.raises(runs.RunFolderError, match="not a plain folder name"):
+            runs.new_run_dir("nb", root, bad)
+        with pytest.raises(runs.RunFolderError):
+            runs.new_run_dir(bad, root, "ok")
+    assert runs.new_run_dir("nb", root, "ok") == root / "nb" / "ok"
+    (tmp_path / "file").write_text("")
+    with pytest.raises(runs.RunFolderError, match="is a file"):
+        runs.new_run_dir("nb", tmp_path / "file", "x")
+    assert not (tmp_path / "x").exists() and not (tmp_path.parent / "x").exists()

@@ -69,7 +69,7 @@ def test_cli_writes_csv_and_markdown(runs_tree, tmp_path):
     assert by_run["c"]["differing_params"] == "fail=False size=128"
     assert float(by_run["a"]["throughput.python/cpu"]) > 0
     md = (tmp_path / "report.md").read_text()
-    assert md.startswith("| notebook | run | profile | status | device | params | prepare | compute | total |")
+    assert md.startswith("| notebook | run | profile | status | warnings | device | params | prepare | compute | total |")
     if no_gpu:
         assert "| failed |" in md
 
@@ -99,3 +99,30 @@ def test_markdown_has_one_table_per_notebook_with_its_own_columns(tmp_path):
     assert len(headers) == 2
     assert "fine-tune" in headers[0] and "accuracy" in headers[0] and "pretrain" not in headers[0]
     assert "pretrain" in headers[1] and "valid_loss_after" in headers[1] and "accuracy" not in headers[1]
+
+
+def test_a_run_whose_data_differs_from_the_release_never_looks_normal(runs_tree, tmp_path):
+    root = tmp_path / "runs"
+    shutil.copytree(runs_tree[0] / "timed_work" / "a", root / "timed_work" / "warned")
+    shutil.copytree(runs_tree[0] / "timed_work" / "b", root / "timed_work" / "clean")
+    shutil.copytree(runs_tree[0] / "timed_work" / "a", root / "timed_work" / "killed_warned")
+    entry = {"source": "livedoor /data/text", "message": "the corpus differs from the release: 7 missing "
+             "categor(ies)", "counts": {"missing categories": 7}}
+    path = root / "timed_work" / "warned" / "metrics.json"
+    data = json.loads(path.read_text())
+    data["warnings"] = [entry]  # what the runner copies from the run folder's warnings.json
+    path.write_text(json.dumps(data))
+    (root / "timed_work" / "killed_warned" / "metrics.json").unlink()  # killed before the runner copied it
+    (root / "timed_work" / "killed_warned" / "warnings.json").write_text(json.dumps([entry]))
+    infos = {i.run: i for i in report.find_runs(root)}
+    assert infos["warned"].warnings == [entry] and infos["killed_warned"].warnings == [entry]
+    assert infos["clean"].warnings == []
+    text = report.markdown(list(infos.values()))
+    row = next(line for line in text.splitlines() if line.startswith("| timed_work | warned |"))
+    assert "| completed | ⚠ 1 |" in row
+    assert "- timed_work/warned: ⚠ livedoor /data/text: the corpus differs from the release" in text
+    columns, rows = report.table(list(infos.values()))
+    assert columns.index("warnings") == columns.index("status") + 1
+    by_run = {r["run"]: r for r in rows}
+    assert by_run["warned"]["warnings"] == 1 and by_run["clean"]["warnings"] == 0
+    assert "7 missing" in by_run["warned"]["warning_messages"]

@@ -98,3 +98,75 @@ def test_sigterm_is_recorded_as_killed_and_keeps_the_notebook(tmp_path, runs_dir
     outputs = json.loads((folder / "sleepy.ipynb").read_text())["cells"][1].get("outputs", [])
     assert "119\n" not in "".join("".join(o.get("text", "")) for o in outputs), "killed before the loop ended"
     assert (folder / "sleepy.html").is_file() and (folder / "sleepy.ipynb").is_file()
+
+
+# ------------------------------------------------------------------ nothing silently wrong
+def test_a_kernel_killed_mid_cell_is_recorded_as_failed_with_the_evidence(tmp_path, runs_dir):
+    """What the out-of-memory killer does: SIGKILL to the kernel in the middle of a cell."""
+    nb = write_notebook(
+        tmp_path / "oom.ipynb", 'profile = "full"\nsteps = 3',
+        "from coursekit.harness import record\nrun = record.open_run('oom')\nrun.log(before=1)\nprint('reached')",
+        "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)",
+        "print('never')",
+    )
+    proc = coursekit_cli("run", str(nb), timeout=180)
+    assert proc.returncode == 1
+    assert "kernel died (killed by SIGKILL, exit -9): likely out of memory" in proc.stderr
+    (folder,) = (runs_dir / "oom").iterdir()
+    data = json.loads((folder / "metrics.json").read_text())
+    assert data["status"] == "failed" and "likely out of memory" in data["runner"]["error"]
+    assert data["metrics"] == {"before": 1}, "what the notebook measured before it died is kept"
+    executed = json.loads((folder / "oom.ipynb").read_text())
+    assert executed["metadata"]["papermill"]["exception"] is True
+    cells = [c for c in executed["cells"] if c["cell_type"] == "code"]
+    assert any("reached" in "".join(o.get("text", "")) for o in cells[-3]["outputs"])
+    assert cells[-2]["outputs"][-1]["ename"] == "DeadKernelError" and not cells[-1]["outputs"]
+    html = (folder / "oom.html").read_text(encoding="utf-8")
+    assert "DeadKernelError" in html and "likely out of memory" in html
+
+
+def test_dead_kernel_reasons():
+    from coursekit.harness.runner import dead_kernel_reason
+
+    assert dead_kernel_reason(-9).endswith("likely out of memory (the kernel's memory use hit the job's limit)")
+    assert dead_kernel_reason(-11) == "kernel died (killed by SIGSEGV, exit -11)"
+    assert dead_kernel_reason(3) == "kernel died (exit 3)"
+    assert dead_kernel_reason(None).startswith("kernel died (exit status unknown")
+
+
+def test_data_warnings_of_the_lessons_reach_metrics_json(tmp_path, runs_dir):
+    nb = write_notebook(
+        tmp_path / "warned.ipynb", 'profile = "full"\nsteps = 3',
+        "from coursekit.lessons import download\n"
+        "download.data_warning('livedoor /x', 'skipped 2 unreadable file(s)', {'unreadable: empty file': 2})",
+    )
+    result = run_notebook(nb, runs_dir=runs_dir, quiet=True)
+    assert result.ok
+    assert result.metrics["warnings"] == [{"source": "livedoor /x", "message": "skipped 2 unreadable file(s)",
+                                           "counts": {"unreadable: empty file": 2}}]
+
+
+@pytest.mark.parametrize("name", ["../escape", "/tmp/abs", "..", "a/b", "", " x"])
+def test_run_names_cannot_leave_the_runs_folder(scratch, runs_dir, name):
+    proc = coursekit_cli("run", str(scratch), "--name", name)
+    assert proc.returncode == 2 and "is not a plain folder name" in proc.stderr
+    assert not runs_dir.exists() or not any(runs_dir.rglob("*.ipynb"))
+    assert not (runs_dir.parent / "escape").exists()
+
+
+def test_an_unusable_runs_dir_is_a_clear_error(scratch, tmp_path):
+    a_file = tmp_path / "runs-file"
+    a_file.write_text("not a folder")
+    proc = coursekit_cli("run", str(scratch), "--runs-dir", str(a_file))
+    assert proc.returncode == 2 and f"runs folder {a_file} is a file" in proc.stderr
+    proc = coursekit_cli("run", str(scratch), "--runs-dir", str(a_file / "sub"))
+    assert proc.returncode == 2 and "cannot be used" in proc.stderr and "--runs-dir" in proc.stderr
+
+
+def test_impossible_values_stop_before_anything_runs(runs_dir):
+    proc = coursekit_cli("run", str(GPU_CHECK), "--profile", "tiny", "-p", "matmul_size", "0")
+    assert proc.returncode == 2
+    assert "parameter 'matmul_size' = 0 is out of range: it must be in [1, 65536]" in proc.stderr
+    proc = coursekit_cli("run", str(GPU_CHECK), "--profile", "tiny", "-p", "frameworks", "torch,tensorfow")
+    assert proc.returncode == 2 and "'tensorfow' is not allowed" in proc.stderr
+    assert not runs_dir.exists() or not any(runs_dir.rglob("*.ipynb")), "nothing may run"

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from . import runs
-from .runs import METRICS_FILE
+from .runs import METRICS_FILE, WARNINGS_FILE
 from .timing import format_seconds
 
 # Metric names shown in the Markdown table when present (all scalar metrics go to the CSV).
@@ -47,6 +47,23 @@ class RunInfo:
     differing: dict = field(default_factory=dict)
     injected: dict = field(default_factory=dict)  # a damaged run: what the runner injected
     speedup: float | None = None
+    warnings: list = field(default_factory=list)   # data warnings: a corpus that differs from the release
+
+
+def _warning_entries(data: dict | None, folder: Path) -> list[dict]:
+    """metrics.json's "warnings" (copied there by the runner), else the run folder's warnings.json
+    (a run killed before the runner could copy it)."""
+    entries = (data or {}).get("warnings")
+    if not isinstance(entries, list):
+        try:
+            entries = json.loads((folder / WARNINGS_FILE).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            entries = []
+    return [e for e in entries if isinstance(e, dict)] if isinstance(entries, list) else []
+
+
+def warning_text(entry: dict) -> str:
+    return f"{entry.get('source', '?')}: {entry.get('message', '')}"
 
 
 def describe_device(device: dict | None) -> tuple[str, str | None]:
@@ -103,6 +120,7 @@ def read_run(folder: Path) -> RunInfo:
     except (ValueError, OSError) as exc:
         info.error = f"metrics.json unreadable ({type(exc).__name__}: {exc})"
         data = None
+    info.warnings = _warning_entries(data, folder)
     if data is None:
         if meta.get("exception"):
             info.status = "failed"
@@ -218,8 +236,9 @@ def table(infos: list[RunInfo]) -> tuple[list[str], list[dict]]:
     metric_cols: list[str] = []
     for info in infos:
         metric_cols += [m for m in info.metrics if m not in metric_cols]
-    columns = ["notebook", "run", "profile", "status", "job_id", "device", "differing_params",
-               "total_s", "speedup", *[f"phase:{p}" for p in phase_cols], *metric_cols, "error", "path"]
+    columns = ["notebook", "run", "profile", "status", "warnings", "job_id", "device", "differing_params",
+               "total_s", "speedup", *[f"phase:{p}" for p in phase_cols], *metric_cols, "error",
+               "warning_messages", "path"]
     rows = []
     for info in infos:
         row = {
@@ -227,7 +246,8 @@ def table(infos: list[RunInfo]) -> tuple[list[str], list[dict]]:
             "job_id": info.job_id, "device": info.device,
             "differing_params": " ".join(f"{k}={v}" for k, v in info.differing.items()),
             "total_s": info.total_s, "speedup": round(info.speedup, 2) if info.speedup else None,
-            "error": info.error, "path": str(info.path),
+            "error": info.error, "path": str(info.path), "warnings": len(info.warnings),
+            "warning_messages": " | ".join(warning_text(w) for w in info.warnings),
         }
         row.update({f"phase:{p}": info.phases.get(p) for p in phase_cols})
         row.update({m: info.metrics.get(m) for m in metric_cols})
@@ -248,10 +268,12 @@ def _markdown_table(infos: list[RunInfo]) -> list[str]:
     shown = [m for m in HEADLINE if any(m in i.metrics for i in infos)]
     shown += sorted({m for i in infos for m in i.metrics if m.startswith("gpu_speedup.")})
     phases = phase_names(infos)
-    head = ["notebook", "run", "profile", "status", "device", "params", *phases, "total", "speed-up", *shown]
+    head = ["notebook", "run", "profile", "status", "warnings", "device", "params", *phases, "total",
+            "speed-up", *shown]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for i in infos:
-        cells = [i.notebook, i.run, i.profile or "", i.status, i.device,
+        cells = [i.notebook, i.run, i.profile or "", i.status,
+                 f"⚠ {len(i.warnings)}" if i.warnings else "", i.device,
                  " ".join(f"{k}={v}" for k, v in i.differing.items()),
                  *[format_seconds(i.phases[p]) if p in i.phases else "" for p in phases],
                  format_seconds(i.total_s) if i.total_s else "",
@@ -277,6 +299,10 @@ def markdown(infos: list[RunInfo]) -> str:
     if problems:
         lines += ["", "Runs that did not complete:", ""]
         lines += [f"- {i.notebook}/{i.run}: {i.status}: {i.error or 'no error recorded'}" for i in problems]
+    warned = [i for i in infos if i.warnings]
+    if warned:
+        lines += ["", "Runs whose data differs from the release (their results are not comparable as they are):", ""]
+        lines += [f"- {i.notebook}/{i.run}: ⚠ {warning_text(w)}" for i in warned for w in i.warnings]
     return "\n".join(lines) + "\n"
 
 

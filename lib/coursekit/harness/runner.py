@@ -26,6 +26,7 @@ from . import params as params_mod
 from . import preemption, runs
 from .params import ParameterError
 from .record import METRICS_FILE, new_record, write_json
+from .runs import WARNINGS_FILE, RunFolderError
 from .timing import format_seconds
 
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
@@ -71,8 +72,77 @@ def _record_outcome(run_dir: Path, notebook: Path, profile: str | None, params: 
         data = new_record(notebook.stem, profile, params)
     data["status"] = runner["status"]
     data["runner"] = runner
+    warnings = read_warnings(run_dir)
+    if warnings:
+        data["warnings"] = warnings
     write_json(path, data)
     return data
+
+
+def read_warnings(run_dir: Path) -> list[dict]:
+    """The data warnings the notebook's lesson code left in the run folder (a corpus that differs
+    from the release, unreadable files, dropped lines): copied into metrics.json as "warnings"."""
+    try:
+        entries = json.loads((Path(run_dir) / WARNINGS_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    return [e for e in entries if isinstance(e, dict)] if isinstance(entries, list) else []
+
+
+def _exit_recording_kernel_manager():
+    """A kernel manager class that remembers how the kernel process ended (its exit code; negative:
+    the signal that killed it), so a dead kernel can be told apart from an out-of-memory kill."""
+    from jupyter_client import AsyncKernelManager
+
+    seen: dict[str, int] = {}
+
+    class ExitRecordingKernelManager(AsyncKernelManager):
+        async def _async_is_alive(self) -> bool:
+            if self.owns_kernel and self.has_kernel and self.provisioner is not None:
+                code = await self.provisioner.poll()
+                if code is not None and "exit" not in seen:
+                    seen["exit"] = code
+            return await super()._async_is_alive()
+
+        is_alive = _async_is_alive
+
+    return ExitRecordingKernelManager, seen
+
+
+def dead_kernel_reason(exit_code: int | None) -> str:
+    """'kernel died (killed by SIGKILL, exit -9: likely out of memory)' and the like."""
+    if exit_code is None:
+        return "kernel died (exit status unknown; a SIGKILL from the out-of-memory killer looks like this)"
+    if exit_code < 0:
+        try:
+            name = signal.Signals(-exit_code).name
+        except ValueError:
+            name = f"signal {-exit_code}"
+        oom = ": likely out of memory (the kernel's memory use hit the job's limit)" \
+            if -exit_code == signal.SIGKILL else ""
+        return f"kernel died (killed by {name}, exit {exit_code}){oom}"
+    return f"kernel died (exit {exit_code})"
+
+
+def _mark_dead_cell(out_nb: Path, reason: str) -> None:
+    """In the executed notebook, show the error on the cell that was running when the kernel died, and
+    mark the notebook as failed (as papermill does for a failing cell), so its HTML says so."""
+    import nbformat
+
+    try:
+        nb = nbformat.read(str(out_nb), as_version=4)
+    except Exception:
+        return
+    started = [c for c in nb.cells if c.cell_type == "code"   # papermill marks even the killed cell
+               and c.metadata.get("papermill", {}).get("start_time")]  # "completed"; later ones never started
+    cell = started[-1] if started else None
+    if cell is not None:
+        cell.outputs.append(nbformat.v4.new_output(
+            "error", ename="DeadKernelError", evalue=reason,
+            traceback=[f"DeadKernelError: {reason}", "The notebook stopped here; later cells did not run."]))
+        cell.metadata["papermill"]["status"] = "failed"
+    nb.metadata.setdefault("papermill", {})["exception"] = True
+    nbformat.write(nb, str(out_nb))
 
 
 def _run_folder(notebook: Path, root: Path | None, name: str | None) -> tuple[Path, int]:
@@ -118,14 +188,23 @@ def _execute(notebook: Path, out_nb: Path, values: dict, kernel: str, quiet: boo
              say) -> tuple[str, str | None]:
     """Run the notebook with papermill; return (status, error) without raising for a failing cell."""
     import papermill
+    from nbclient.exceptions import DeadKernelError
     from papermill.exceptions import PapermillExecutionError
 
+    manager_class, kernel_exit = _exit_recording_kernel_manager()
     try:
         papermill.execute_notebook(
             str(notebook), str(out_nb), parameters=values, kernel_name=kernel,
             progress_bar=not quiet and ({} if sys.stderr.isatty() else {"ascii": True, "ncols": 80}),
             stdout_file=None if quiet else sys.stdout, stderr_file=None if quiet else sys.stderr,
+            kernel_manager_class=manager_class,
         )
+    except DeadKernelError:
+        reason = dead_kernel_reason(kernel_exit.get("exit"))
+        say(f"\nFAILED: {reason}")
+        if out_nb.exists():
+            _mark_dead_cell(out_nb, reason)
+        return "failed", reason
     except PapermillExecutionError as exc:
         error = f"cell {exc.exec_count}: {exc.ename}: {exc.evalue}"
         if exc.ename == preemption.Preempted.__name__:
@@ -138,6 +217,10 @@ def _execute(notebook: Path, out_nb: Path, values: dict, kernel: str, quiet: boo
         error = str(exc) or "interrupted"
         say(f"\nKILLED: {error}")
         return "killed", error
+    except Exception as exc:  # the kernel could not start, a timeout, ...: still an outcome on record
+        error = f"{type(exc).__name__}: {exc}"
+        say(f"\nFAILED: {error}")
+        return "failed", error
     return "completed", None
 
 
@@ -161,7 +244,10 @@ def run_notebook(notebook: str | Path, profile: str | None = None,
     if not notebook.is_file():
         raise FileNotFoundError(f"notebook not found: {notebook}")
     values = params_mod.resolve(notebook, profile, parameters)
-    run_dir, attempt = _run_folder(notebook, Path(runs_dir).resolve() if runs_dir else None, name)
+    if name is not None:
+        runs.check_name(name)
+    run_dir, attempt = _run_folder(notebook, Path(runs_dir).expanduser().resolve() if runs_dir else None,
+                                   name)
     out_nb = run_dir / notebook.name
     write_json(run_dir / METRICS_FILE, new_record(notebook.stem, values["profile"], values))
 
@@ -213,7 +299,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = run_notebook(args.notebook, args.profile, args.parameter, runs_dir=args.runs_dir,
                               name=args.name, kernel=args.kernel, html=not args.no_html)
-    except (ParameterError, FileNotFoundError) as exc:
+    except (ParameterError, RunFolderError, FileNotFoundError) as exc:
         print(f"coursekit run: error: {exc}", file=sys.stderr)
         return 2
     print(result.run_dir)

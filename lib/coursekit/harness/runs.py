@@ -13,6 +13,37 @@ import time
 from pathlib import Path
 
 METRICS_FILE = "metrics.json"  # the run record in every run folder (see record.py)
+WARNINGS_FILE = "warnings.json"  # data warnings the lesson code wrote during the run (lessons/download.py)
+
+
+class RunFolderError(ValueError):
+    """A run name that would leave the runs folder, or a runs folder that cannot be used."""
+
+
+def check_name(name: str, what: str = "run name") -> str:
+    """A run or notebook name is one plain folder name: it can never leave the runs folder."""
+    text = str(name)
+    if (not text.strip() or text in (".", "..") or "/" in text or "\\" in text or "\0" in text
+            or text.startswith("~") or Path(text).is_absolute() or text != text.strip()):
+        raise RunFolderError(f"{what} {name!r} is not a plain folder name: it must stay inside the runs "
+                             "folder (no '/', no '..', not absolute, not empty)")
+    return text
+
+
+def check_root(root: Path) -> Path:
+    """The runs folder, created if needed; a clear RunFolderError when it is a file or not writable."""
+    root = Path(root).expanduser()
+    if root.exists() and not root.is_dir():
+        raise RunFolderError(f"runs folder {root} is a file, not a folder: pass another --runs-dir")
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        probe = root / f".write-test-{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise RunFolderError(f"runs folder {root} cannot be used ({exc.strerror or exc}): pass a "
+                             "writable folder with --runs-dir or set COURSEKIT_RUNS") from None
+    return root
 
 
 def project_root(start: Path | None = None) -> Path | None:
@@ -43,10 +74,11 @@ def run_name(env: dict | None = None) -> str:
 
 
 def new_run_dir(notebook: str, root: Path | None = None, name: str | None = None) -> Path:
-    """Create and return a fresh folder runs/<notebook>/<name>[-N]."""
-    parent = (root or runs_root()) / notebook
+    """Create and return a fresh folder runs/<notebook>/<name>[-N] (names are checked: a run folder
+    never lands outside the runs folder)."""
+    base = check_name(name or run_name())
+    parent = check_root(root or runs_root()) / check_name(notebook, "notebook name")
     parent.mkdir(parents=True, exist_ok=True)
-    base = name or run_name()
     for n in range(1, 1000):
         candidate = parent / (base if n == 1 else f"{base}-{n}")
         try:
