@@ -1,0 +1,29 @@
+# Reference solutions of the exercises (演習) of notebooks/02_livedoor_bert.ipynb, for teachers and tests.
+# Each `# %% 演習 N` section is what a student writes into the answer cell; it runs in the notebook's
+# namespace (bert_result, label_names, test, ... are the notebook's), reads it and changes nothing but answer_N.
+# Run the notebook with `-p solutions True` to see every check say 正解です.
+# ruff: noqa: F821
+
+# %% 演習 1
+cm = np.array(bert_result["confusion"])  # rows: true genre, columns: predicted genre
+answer_1 = np.trace(cm) / cm.sum()       # the diagonal holds the right answers
+
+# %% 演習 2
+cm = np.array(bert_result["confusion"])
+off = cm - np.diag(np.diag(cm))          # only the mistakes
+i, j = np.unravel_index(off.argmax(), off.shape)
+answer_2 = (label_names[i], label_names[j])
+
+# %% 演習 3
+p, n = bert_result["accuracy"], len(test)
+answer_3 = math.sqrt(p * (1 - p) / n)    # the standard error of an accuracy measured on n articles
+
+# %% 演習 4
+answer_4 = """
+予想: seq_len を半分(例: 128 → 64)にすると、attention の計算は系列の長さの 2 乗で増えるので、1 ステップは
+半分より速くなります(全体では、長さに比例する部分もあるので 2〜4 倍の間)。一方で、BERT が見る本文も半分に
+なるので、記事の後ろにしかない手がかりを失い、正解率は少し下がるはずです。
+確かめ方: `-p seq_len 64` で実行し、ノートブック 05 で fine-tune の時間と正解率を並べます。正解率の差が
+演習 3 の標準誤差の 2 倍より小さければ、「違いがある」とは言えません(seed を変えて何回か実行します)。
+ベースラインにも同じ長さの本文を渡すと、比べ方が公平になります。
+"""
