@@ -141,8 +141,23 @@ def test_max_steps_stops_training_early(runs_dir, tmp_path):
                          "-p", "data_dir", str(data), "-p", "epochs", "2", "-p", "max_steps", "2", *SMALL, env=ENV)
     assert proc.returncode == 0, proc.stderr[-3000:]
     record = metrics(runs_dir / "03_bart_translation" / "smoke")
+    assert record["metrics"]["exercises"] == {"1": "todo", "2": "todo", "3": "open"}, "left undone: no error"
     assert record["status"] == "completed" and record["params"]["max_steps"] == 2
     assert record["metrics"]["training"]["global_step"] == 2
     # progress lines in the runner's stdout (the job's log): training and translation
     assert "[train] step 1/2 (50%)" in proc.stdout and "[train] step 2/2 (100%)" in proc.stdout
     assert "[translate] item 1/1 (100%)" in proc.stdout
+
+
+@pytest.mark.notebook
+def test_reference_solutions_are_right(runs_dir, tmp_path):
+    """-p solutions True (on a smoke run): every checked exercise says 正解です."""
+    data = write_parallel(tmp_path / "data", sizes=(320, 16, 8))
+    proc = coursekit_cli("run", NOTEBOOK, "--profile", "tiny", "--name", "solutions",
+                         "-p", "data_dir", str(data), "-p", "epochs", "1", "-p", "max_steps", "2",
+                         "-p", "solutions", "True", *SMALL, env=ENV)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    folder = runs_dir / "03_bart_translation" / "solutions"
+    assert metrics(folder)["metrics"]["exercises"] == {"1": "correct", "2": "correct", "3": "open"}
+    html = (folder / "03_bart_translation.html").read_text(encoding="utf-8")
+    assert html.count("正解です(解答例)") == 2 and "解答例:" in html

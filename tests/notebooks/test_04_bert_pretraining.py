@@ -92,6 +92,7 @@ def test_notebook_04_max_steps_caps_each_phase(text_folder, runs_dir):
 
     result = _run(runs_dir, corpus=str(text_folder), max_steps=2)
     assert result.ok, result.error
+    assert result.metrics["metrics"]["exercises"] == {"1": "todo", "2": "todo", "3": "open"}, "left undone"
     assert result.metrics["params"]["max_steps"] == 2
     for phase in ("phase1", "phase2"):
         state = json.loads((result.run_dir / "work" / phase / "final" / "trainer_state.json").read_text())
@@ -99,3 +100,12 @@ def test_notebook_04_max_steps_caps_each_phase(text_folder, runs_dir):
     executed = result.notebook.read_text(encoding="utf-8")  # what the job's log shows too
     assert "[phase1] step 1/2 (50%)" in executed and "[phase2] step 2/2 (100%)" in executed
     assert "[encode (seq 64)] item 1/" in executed and "[evaluate: evaluate] batch" in executed
+
+
+def test_notebook_04_reference_solutions_are_right(text_folder, runs_dir):
+    """-p solutions True (on a smoke run): every checked exercise says 正解です."""
+    result = _run(runs_dir, corpus=str(text_folder), max_steps=2, phase2_steps=0, solutions=True)
+    assert result.ok, result.error
+    assert result.metrics["metrics"]["exercises"] == {"1": "correct", "2": "correct", "3": "open"}
+    html = result.html.read_text(encoding="utf-8")
+    assert html.count("正解です(解答例)") == 2 and "解答例:" in html
