@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from . import params as params_mod
-from . import preemption, runs
+from . import preemption, runs, threads
 from .params import ParameterError
 from .record import METRICS_FILE, new_record, write_json
 from .runs import WARNINGS_FILE, RunFolderError
@@ -254,7 +254,7 @@ def run_notebook(notebook: str | Path, profile: str | None = None,
     say = (lambda *a: None) if quiet else (lambda *a: print(*a, file=sys.stderr, flush=True))
     say(f"coursekit run: {notebook} (profile {values['profile']}) -> {run_dir}")
     started, t0 = _now(), time.perf_counter()
-    with _job_context(run_dir, say):
+    with _job_context(run_dir, say), threads.for_kernel(say) as thread_info:  # OMP/MKL/TF threads = the job's CPUs
         status, error = _execute(notebook, out_nb, values, kernel, quiet, say)
     duration = time.perf_counter() - t0
     html_path = _export(out_nb, html, say)
@@ -263,7 +263,7 @@ def run_notebook(notebook: str | Path, profile: str | None = None,
         "duration_s": round(duration, 3), "source": str(notebook.resolve()),
         "output_notebook": out_nb.name, "html": html_path.name if html_path else None,
         "parameters": values, "kernel": kernel, "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
-        "attempt": attempt,
+        "attempt": attempt, "threads": thread_info,
     }
     data = _record_outcome(run_dir, notebook, values["profile"], values, runner)
     say(f"coursekit run: {status} in {format_seconds(duration)}; results in {run_dir}")
