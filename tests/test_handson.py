@@ -435,6 +435,17 @@ def test_gpu_requests_use_the_scripts_syntax(path):
     assert not errors, f"{path.name}: GPU requests in another syntax than --gpus=TYPE:COUNT:\n" + "\n".join(errors)
 
 
+def test_the_run_guides_sbatch_table_has_the_scripts_values():
+    """Guide 04 explains gpu_check.sbatch line by line: each `--option=value` it names has that value."""
+    directives = sbatch_scripts()["gpu_check.sbatch"]
+    text = (HANDSON / "04_run_notebook.md").read_text(encoding="utf-8")
+    named = re.findall(r"`(--[\w-]+)=([^`\s]+)`", text)
+    wrong = [f"{o}={v} (script: {directives[o]})" for o, v in named if o in directives and directives[o] != v
+             and o != "--gpus"]                   # --gpus=<種類>:1 shows how to change it
+    assert len([o for o, _ in named if o in directives]) >= 8
+    assert not wrong, wrong
+
+
 # ----------------------------------------------------------------------------- downloads
 DATA_GUIDE = HANDSON / "02_data_models.md"
 
