@@ -72,8 +72,8 @@ def notebook_container(notebook: Path, root: Path) -> str | None:
 
 
 def check_job_parameters(notebook: Path, args: list[str], grid: list[tuple[str, list[str]]]) -> int:
-    """Check what the runner will be given, before sbatch: --profile, -p NAME VALUE and each value
-    of each grid entry. Returns the number of runs; raises SubmitError naming the problem."""
+    """Check what the runner will be given, before sbatch: --profile, -p NAME VALUE and every
+    combination of the grid. Returns the number of runs; raises SubmitError naming the problem."""
     profile, pairs, i = None, [], 0
     while i < len(args):
         if args[i] == "--profile" and i + 1 < len(args):
@@ -85,9 +85,8 @@ def check_job_parameters(notebook: Path, args: list[str], grid: list[tuple[str, 
             i += 1
     try:
         params.resolve(notebook, profile, pairs)
-        for name, values in grid:
-            for value in values:
-                params.resolve(notebook, profile, [*pairs, (name, value)])
+        for combo in (combinations(grid) if grid else []):  # relations may break only in a combination
+            params.resolve(notebook, profile, [*pairs, *combo])
     except params.ParameterError as exc:
         raise SubmitError(f"{notebook.name}: {exc}") from None
     return len(combinations(grid)) if grid else 1
