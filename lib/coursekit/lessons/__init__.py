@@ -10,6 +10,8 @@
 | corpora | pre-training corpora: Wikipedia dump, text folders, sentence splitting, shards (04) |
 | pretrain | SentencePiece tokenizer for transformers, blocks, fixed validation masks, loss plots, export (04) |
 | spm | training and loading SentencePiece models (02, 03, 04) |
+| download | downloads all or nothing, mirrors, locked shared caches (02, 03, 04) |
+| exercises | checks of the students' answers in the 演習 sections |
 
 They never import `coursekit.harness`.
 """
