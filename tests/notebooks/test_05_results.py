@@ -1,5 +1,6 @@
 """Notebook 05 executed through the runner over a runs folder holding real tiny runs of notebook 00
-made here: its table, its plots, and its own run kept out of the results."""
+made here: its table, its plots, its own run kept out of the results, and its exercises (left undone, and
+with the reference solutions computed from the same runs)."""
 from __future__ import annotations
 
 import csv
@@ -53,4 +54,25 @@ def test_notebook_05_reports_the_runs_of_notebook_00(runs_tree):
     assert {"phases.png", "sweep.png"} <= set(data["figures"])
     assert ("speedup.png" in data["figures"]) == (max(speedups) > 1.0)
     html = result.html.read_text(encoding="utf-8")
-    assert "no run recorded a training curve yet" in html and "Traceback" not in html
+    assert "学習曲線を記録した実行は、まだありません" in html and "Traceback" not in html
+    assert m["exercises"] == {"1": "todo", "2": "todo", "3": "todo", "4": "open"}
+    assert html.count("まだです") >= 3 and "解答例:" not in html
+
+
+def test_notebook_05_reference_solutions_are_right(runs_tree):
+    result = run_notebook(RESULTS, "tiny", {"runs_dir": str(runs_tree), "solutions": True}, runs_dir=runs_tree,
+                          name="solutions", quiet=True)
+    assert result.ok, result.error
+    assert result.metrics["metrics"]["exercises"] == {"1": "correct", "2": "correct", "3": "correct", "4": "open"}
+    html = result.html.read_text(encoding="utf-8")
+    assert html.count("正解です(解答例)") == 3 and "解答例:" in html
+
+
+def test_notebook_05_without_runs_skips_what_needs_runs(tmp_path):
+    """A student with no runs yet: the run-based checks say they cannot check, the rest still works."""
+    empty = tmp_path / "runs"
+    empty.mkdir()
+    result = run_notebook(RESULTS, "tiny", {"runs_dir": str(empty), "solutions": True}, runs_dir=tmp_path / "own",
+                          quiet=True)
+    assert result.ok, result.error
+    assert result.metrics["metrics"]["exercises"] == {"1": "skipped", "2": "skipped", "3": "correct", "4": "open"}
