@@ -1,0 +1,85 @@
+"""benchmarks/gpu.py: the GPU script runs end to end on a CPU with --cpu-smoke (tiny shapes, seconds),
+writes its JSON + Markdown where told (never into benchmarks/results), and knows the devices' peaks."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "benchmarks" / "gpu.py"
+
+
+def load_gpu():
+    spec = importlib.util.spec_from_file_location("bench_gpu", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_peaks_by_device_name():
+    gpu = load_gpu()
+    assert gpu.peak_flops("NVIDIA H200") == 989e12 and gpu.peak_flops("NVIDIA H100 80GB HBM3") == 989e12
+    assert gpu.peak_flops("NVIDIA H100 PCIe") == 756e12 and gpu.peak_flops("NVIDIA A100-SXM4-80GB") == 312e12
+    assert gpu.peak_flops("Tesla V100-SXM2-32GB") == 125e12
+    assert gpu.peak_flops("Some Future GPU") is None and gpu.peak_flops(None) is None
+    assert gpu.slug("NVIDIA H200") == "h200" and gpu.slug("NVIDIA A100-SXM4-80GB") == "a100-sxm4-80gb"
+
+
+def test_flops_count_six_params_tokens():
+    pytest.importorskip("transformers")
+    gpu = load_gpu()
+    model = gpu.build("mlm", "eager", smoke=True)
+    params = sum(p.numel() for p in model.parameters())
+    dense, attn = gpu.flops_per_step(model, "mlm", 2, 16, 0)
+    assert dense == 6 * params * 2 * 16 and attn == 12 * 2 * 32 * 16 * 2 * 16
+    bart = gpu.build("seq2seq", "sdpa", smoke=True)
+    dense, _ = gpu.flops_per_step(bart, "seq2seq", 2, 16, 16)
+    assert 0 < dense < 6 * sum(p.numel() for p in bart.parameters()) * 2 * 32, "each part counts its own tokens"
+
+
+def test_cpu_smoke_runs_every_workload_and_mode(tmp_path):
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--cpu-smoke", "--out", str(tmp_path)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads((tmp_path / "gpu-cpu-smoke.json").read_text())
+    rows = result["results"]
+    assert [(r["workload"], r["precision"], r["attention"]) for r in rows[:4]] == [
+        ("bert-mlm-128", "fp32", "eager"), ("bert-mlm-128", "fp32", "sdpa"),
+        ("bert-mlm-128", "bf16", "eager"), ("bert-mlm-128", "bf16", "sdpa")]
+    assert {r["workload"] for r in rows} == {"bert-mlm-128", "bert-mlm-512", "bert-cls-512", "bart-base"}
+    assert len(rows) == 16 and not [r for r in rows if "error" in r]
+    for r in rows:
+        assert r["tokens_per_s"] > 0 and r["steps_timed"] == 2 and r["model_flops_per_step"] > 0
+        assert r["mfu"] is None and r["peak_memory_gib"] is None  # no GPU, no known peak
+    assert result["cpu_smoke"] is True and "6 x parameters x tokens" in result["flops_formula"]
+    assert result["command"].endswith("--cpu-smoke --out " + str(tmp_path)) and result["versions"]["torch"]
+    md = (tmp_path / "gpu-cpu-smoke.md").read_text()
+    assert "| bart-base | bf16 | sdpa |" in md and "CPU smoke run" in md
+
+
+def test_cpu_smoke_without_out_writes_to_a_temp_folder():
+    before = sorted((ROOT / "benchmarks" / "results").iterdir())
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--cpu-smoke", "--only", "bert-cls-512", "--steps", "1",
+                           "--warmup", "0"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    written = Path(proc.stdout.strip().splitlines()[-1].split()[1])
+    assert written.is_file() and str(written).startswith(tempfile.gettempdir())
+    assert sorted((ROOT / "benchmarks" / "results").iterdir()) == before
+    assert len(json.loads(written.read_text())["results"]) == 4
+    shutil.rmtree(written.parent)
+
+
+def test_without_a_gpu_the_full_run_says_so():
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is visible here")
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--only", "none"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 2 and "--cpu-smoke" in proc.stderr
