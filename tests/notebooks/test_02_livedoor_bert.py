@@ -26,6 +26,7 @@ def test_notebook_02_tiny_on_generated_corpus(sample_corpus, runs_dir):
     result = run_notebook(NOTEBOOK, "tiny", {"data_dir": str(sample_corpus), **SMALL_RUN},
                           runs_dir=runs_dir, quiet=True)
     assert result.ok, result.error
+    assert result.metrics["metrics"]["exercises"] == {"1": "todo", "2": "todo", "3": "todo", "4": "open"}
     data = result.metrics
     m = data["metrics"]
     assert data["status"] == "completed" and data["profile"] == "tiny"
@@ -101,3 +102,13 @@ def test_notebook_02_max_steps_stops_training_early(sample_corpus, runs_dir):
     assert "[fine-tune] step 1/42 (2%) epoch 1/6 loss " in proc.stdout
     assert "[fine-tune] step 2/42 (5%) finished fit" in proc.stdout
     assert "[evaluate: predict] batch 1/1 (100%)" in proc.stdout
+
+
+def test_notebook_02_reference_solutions_are_right(sample_corpus, runs_dir):
+    """-p solutions True (on a smoke run): every checked exercise says 正解です, the open one shows an example."""
+    result = run_notebook(NOTEBOOK, "tiny", {"data_dir": str(sample_corpus), **SMALL_RUN, "max_steps": 2,
+                                             "solutions": True}, runs_dir=runs_dir, quiet=True)
+    assert result.ok, result.error
+    assert result.metrics["metrics"]["exercises"] == {"1": "correct", "2": "correct", "3": "correct", "4": "open"}
+    html = result.html.read_text(encoding="utf-8")
+    assert html.count("正解です(解答例)") == 3 and "解答例:" in html
