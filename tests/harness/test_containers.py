@@ -164,3 +164,15 @@ def test_build_container_command_checks_first(tmp_path):
     assert proc.returncode == 1 and "not pinned" in proc.stderr
     missing = coursekit_cli("build-container", str(tmp_path / "nope.def"))
     assert missing.returncode == 2 and "not found" in missing.stderr
+
+
+@pytest.mark.parametrize("path", DEFS, ids=lambda p: p.name)
+def test_localimage_variant_builds_from_a_base_pulled_once(path, tmp_path):
+    real = containers.parse_def(path)
+    variant = containers.parse_def(_write(tmp_path, containers.localimage_variant(path, "/images/base.sif")))
+    assert variant.header == {"Bootstrap": "localimage", "From": "/images/base.sif"}
+    assert variant.sections == real.sections, "everything but the header verbatim"
+    assert containers.check_def(tmp_path / "x.def", REQ) == []
+    assert containers.pull_command(path, "base.sif") == f"apptainer pull base.sif docker://{real.header['From']}"
+    missing = coursekit_cli("build-container", str(path), "--base", str(tmp_path / "none.sif"))
+    assert missing.returncode == 2 and f"apptainer pull {tmp_path / 'none.sif'} docker://" in missing.stderr

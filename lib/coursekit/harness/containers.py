@@ -212,6 +212,26 @@ def cpu_test_variant(path: str | Path, *, base: str | Path | None = None, releas
     return "\n".join(parts)
 
 
+def localimage_variant(path: str | Path, base: str | Path) -> str:
+    """The .def with its header replaced by `Bootstrap: localimage` + `From: BASE`, everything else
+    verbatim: build from a base image pulled ONCE (`apptainer pull BASE docker://<the .def's From>`)
+    instead of fetching gigabytes from Docker Hub at every build (the original workshop's flow)."""
+    d = parse_def(path)
+    lines = Path(path).read_text(encoding="utf-8").splitlines()
+    first = next(i for i, line in enumerate(lines) if SECTION.match(line))
+    head = [line for line in lines[:first] if not HEADER.match(line.strip()) or line.lstrip().startswith("#")]
+    origin = f"{d.header.get('Bootstrap', '')}://{d.header.get('From', '')}"
+    return "\n".join([f"Bootstrap: localimage", f"From: {base}",
+                      f"# GENERATED from {Path(path).name} (base pulled from {origin}) by coursekit build-container --base",
+                      *head, *lines[first:]]) + "\n"
+
+
+def pull_command(path: str | Path, image: str | Path, runtime: str = "apptainer") -> str:
+    """The command that pulls a .def's base image once into `image`."""
+    d = parse_def(path)
+    return f"{runtime} pull {image} {d.bootstrap}://{d.header.get('From', '')}"
+
+
 def _is_url(link) -> bool:
     return str(link).startswith(("http://", "https://", "file://"))
 
@@ -297,6 +317,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sandbox", action="store_true",
                         help="build a writable folder (then: apptainer shell --writable FOLDER)")
     parser.add_argument("--no-fakeroot", action="store_true", help="build as real root")
+    parser.add_argument("--base", type=Path, metavar="IMAGE",
+                        help="build from a base image pulled once (Bootstrap: localimage) instead of the "
+                             ".def's From: (pull it first: apptainer pull IMAGE docker://<From>)")
     parser.add_argument("--check", action="store_true", help="only check the .def file")
     parser.add_argument("--cpu-variant", action="store_true",
                         help="print the generated CPU test variant of the .def and exit")
@@ -316,8 +339,23 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{args.definition}: ok (sections, base image, pinned versions)")
     if args.check:
         return 0
+    definition = args.definition
+    if args.base:
+        if not args.base.exists():
+            print(f"coursekit build-container: error: base image {args.base} not found; pull it once "
+                  f"(on a node with network): {pull_command(args.definition, args.base)}", file=sys.stderr)
+            return 2
+        import tempfile
+
+        generated = Path(tempfile.mkdtemp(prefix="coursekit-def-")) / args.definition.name
+        generated.write_text(localimage_variant(args.definition, args.base.resolve()), encoding="utf-8")
+        print(f"building from the local base image {args.base} (Bootstrap: localimage): {generated}")
+        definition = generated
+        if args.output is None:
+            args.output = args.definition.with_suffix("" if args.sandbox else ".sif")
     try:
-        out = build(args.definition, args.output, sandbox=args.sandbox, fakeroot=not args.no_fakeroot)
+        out = build(definition, args.output, sandbox=args.sandbox, fakeroot=not args.no_fakeroot,
+                    cwd=root or Path.cwd())
     except ContainerError as exc:
         print(f"coursekit build-container: error: {exc}", file=sys.stderr)
         return 1
