@@ -8,7 +8,9 @@ The sandbox workflow: build a folder (--sandbox), try things in it (`apptainer s
 defs/keras-bert/`), write what worked into the .def file, rebuild the .sif from the .def.
 
 `check_def` finds what breaks images quietly: a missing section, an unpinned or mis-pinned package
-(an unpinned `pip install keras` once put a CPU TensorFlow over the GPU one), `tensorflow-cpu`.
+(an unpinned package resolves to whatever is newest: `keras` to Keras 3, which breaks keras-bert, or a
+TensorFlow built for another CUDA), `tensorflow-cpu` (it writes the same `tensorflow/` folder as the
+GPU build, and the last one installed wins).
 """
 from __future__ import annotations
 

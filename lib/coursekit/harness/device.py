@@ -324,8 +324,9 @@ def trap_cpu_only_builds(facts: dict) -> list[dict]:
 
 def trap_cuda_build_sees_no_gpu(facts: dict) -> list[dict]:
     """A framework built with CUDA sees no GPU although one is present (another framework sees it,
-    or the driver is loadable). The original workshop's trap: an unpinned `pip install keras` replaced
-    the image's GPU TensorFlow with another wheel, and training ran on the CPU without a word."""
+    or the driver is loadable). The original workshop's trap: an unpinned install left a TensorFlow
+    that could not use the GPU (a CPU build over the GPU one in the same `tensorflow/` folder, or a
+    build for a CUDA the image lacks), and training ran on the CPU without a word."""
     seeing = _frameworks_seeing_gpus(facts)
     if not seeing and not (gpu_hardware_expected(facts) and facts.get("libcuda")):
         return []  # no GPU here, or the driver trap above already explains it
@@ -339,8 +340,8 @@ def trap_cuda_build_sees_no_gpu(facts: dict) -> list[dict]:
             "error", f"{name} は CUDA 付きなのに GPU が見えていません / {name} is built with CUDA but sees no GPU",
             f"{fw} {info.get('version')} (built for CUDA {info.get('cuda_version') or '?'}) sees 0 GPUs; "
             f"{others or 'the NVIDIA driver is loadable'}. Likely cause: an unpinned `pip install` "
-            "(e.g. `pip install keras`) replaced the image's GPU wheel with another one (a CPU wheel, or "
-            "one built for a CUDA whose libraries the image lacks); or the container was started "
+            "replaced the image's GPU build with another one in the same folder (`tensorflow-cpu` over "
+            "`tensorflow`, or a build for a CUDA whose libraries the image lacks); or the container was started "
             "without `--nv`; or the driver is older than the CUDA this build needs (nvidia-smi header).",
             f"`pip list | grep -i -e {fw} -e nvidia` to see what was installed; reinstall the pinned "
             "version of the image (better: rebuild the kit's container from defs/, where every package "
