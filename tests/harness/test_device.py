@@ -108,7 +108,7 @@ def test_cuda_build_that_sees_no_gpu_while_another_framework_does_is_an_error():
     err = [f for f in found if f["level"] == "error"]
     assert titles(err) == ["TensorFlow は CUDA 付きなのに GPU が見えていません / "
                            "TensorFlow is built with CUDA but sees no GPU"]
-    assert "PyTorch sees 1" in err[0]["detail"] and "pip install keras" in err[0]["detail"]
+    assert "PyTorch sees 1" in err[0]["detail"] and "`tensorflow-cpu` over" in err[0]["detail"]
     assert "--nv" in err[0]["fix"] and "pinned" in err[0]["fix"]
     assert titles(found, "ok") == []
     # the other way round, and both blind while the driver loads: one error per framework
