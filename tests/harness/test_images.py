@@ -30,6 +30,8 @@ _WHERE_PRESENT = "checks the frameworks the current image holds (find_spec), whi
 OPTIONAL = {"00_gpu_check": {"torch": _WHERE_PRESENT, "tensorflow": _WHERE_PRESENT, "tf_keras": _WHERE_PRESENT}}
 # Modules every notebook needs without importing them: the kernel papermill starts.
 KERNEL = {"ipykernel"}
+# What every base image has with its Python (the official GPU images and Debian's python3-pip alike).
+BASE_PROVIDED = {"pip"}
 
 
 # ----------------------------------------------------------------------------- derivation
@@ -258,7 +260,7 @@ def test_each_notebooks_image_installs_what_it_imports(notebook, monkeypatch):
         assert pins.get(name) == version, f"{definition.name}: {name}=={version}, requirements.txt: {pins.get(name)}"
     brought = installed_by(set(pinned))
     optional = OPTIONAL.get(notebook.stem, {})
-    missing = sorted(f"{m} ({distribution(m)})" for m in needed_modules(notebook) - set(optional)
+    missing = sorted(f"{m} ({distribution(m)})" for m in needed_modules(notebook) - set(optional) - BASE_PROVIDED
                      if distribution(m) not in brought)
     assert not missing, (f"{notebook.name} runs in {definition.name} (its sbatch script's image), which "
                          f"does not install: {', '.join(missing)}. Pin them in its %post as in requirements.txt.")
