@@ -185,6 +185,38 @@ def test_evaluate_and_misclassified():
     assert wrong.to_dict("records") == [{"正解": "映画エンタメ", "予測": "エスマックス(スマホ)", "本文(冒頭)": "映画の話"}]
 
 
+def test_misclassified_at_most_one_per_true_genre():
+    names = ["movie-enter", "smax", "sports-watch"]
+    y_true, y_pred = [0, 0, 0, 1, 2, 2], [1, 2, 1, 1, 0, 1]
+    texts = ["映画1", "映画2", "映画3", "スマホ", "試合1", "試合2"]
+    every = livedoor.misclassified(texts, y_true, y_pred, names, n=10)
+    assert list(every["本文(冒頭)"]) == ["映画1", "映画2", "映画3", "試合1", "試合2"]
+    one = livedoor.misclassified(texts, y_true, y_pred, names, n=10, per_genre=1)
+    assert list(one["本文(冒頭)"]) == ["映画1", "試合1"] and one["正解"].is_unique
+
+
+def test_accuracy_interval():
+    import math
+
+    got = livedoor.accuracy_interval(0.9, 270)
+    assert got["n"] == 270 and math.isclose(got["se"], math.sqrt(0.9 * 0.1 / 270))
+    assert got["low"] < 0.9 < got["high"]
+    assert math.isclose(got["high"] - got["low"], 2 * 1.96 * got["se"], rel_tol=0.05)  # close to p +- 1.96 se
+    perfect = livedoor.accuracy_interval(1.0, 50)  # Wilson: not empty at p = 1, never above 1
+    assert perfect["se"] == 0 and perfect["high"] == 1.0 and 0.9 < perfect["low"] < 1.0
+    assert livedoor.accuracy_interval(0.5, 1000)["high"] - 0.5 < livedoor.accuracy_interval(0.5, 100)["high"] - 0.5
+    with pytest.raises(ValueError):
+        livedoor.accuracy_interval(0.5, 0)
+
+
+def test_full_texts_reads_the_same_articles_uncapped(sample):
+    capped = livedoor.load_corpus(sample, max_chars=20)
+    part = capped.subset([3, 0, 7])
+    full = livedoor.full_texts(part)
+    assert len(full) == 3 and all(f.startswith(c) for f, c in zip(full, part.texts))
+    assert [len(f) for f in full] == [part.lengths[k] for k in range(3)] and max(map(len, full)) > 20
+
+
 def test_plots_draw_japanese_without_missing_glyphs(tmp_path, recwarn):
     import matplotlib
 

@@ -8,6 +8,9 @@
 On disk: text/<category>/<category>-<id>.txt, 9 categories, 7,367 articles; a LICENSE.txt in every
 category and README.txt / CHANGES.txt at the top are not articles. Each article: line 1 URL, line 2
 timestamp, line 3 title, then the body. Text = title + body (lines 1-2 dropped), capped at max_chars.
+
+    full_texts(test)                               # the same articles without the cap (an uncapped baseline)
+    accuracy_interval(0.9, len(test))              # standard error and 95% interval of a test accuracy
 """
 from __future__ import annotations
 
@@ -197,6 +200,18 @@ def load_corpus(data_dir: str | Path, max_chars: int = 510, categories=None) -> 
     return corpus
 
 
+def full_texts(corpus: Corpus) -> list[str]:
+    """The articles of `corpus` read again without the character cap (title + body, every character),
+    in the same order: what an uncapped baseline trains and is tested on."""
+    texts = []
+    for path in corpus.paths:
+        text, problem, _ = read_article(Path(path), max_chars=0)
+        if problem:
+            raise CorpusError(f"{path} can no longer be read ({problem})")
+        texts.append(text)
+    return texts
+
+
 def compare_counts(counts: dict[str, int], categories=None) -> list[str]:
     """What differs from the release's 9 categories / 7,367 articles, one sentence each."""
     expected = {c: n for c, n in EXPECTED_COUNTS.items() if categories is None or c in set(categories)}
@@ -257,6 +272,24 @@ def evaluate(y_true, y_pred, label_names) -> dict:
     }
 
 
+def accuracy_interval(accuracy: float, n: int, z: float = 1.96) -> dict:
+    """How precisely n test articles measure an accuracy p: the binomial standard error
+    sqrt(p(1-p)/n) and the Wilson score interval (95% for z=1.96; close to p +- z*se, but it stays
+    inside [0, 1] and is not empty at p = 0 or 1). Returns {"n", "accuracy", "se", "low", "high"}."""
+    import math
+
+    if n <= 0:
+        raise ValueError(f"an accuracy needs at least one test article, got n={n}")
+    p = float(accuracy)
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"accuracy must be in [0, 1], got {p}")
+    se = math.sqrt(p * (1 - p) / n)
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return {"n": int(n), "accuracy": p, "se": se, "low": max(0.0, centre - half),
+            "high": min(1.0, centre + half)}
+
+
 def report_table(result: dict, label_names):
     """The per-genre report as a pandas DataFrame (precision, recall, f1, support)."""
     import pandas as pd
@@ -265,14 +298,21 @@ def report_table(result: dict, label_names):
     return pd.DataFrame(rows).T.round(3)
 
 
-def misclassified(texts, y_true, y_pred, label_names, n: int = 5, chars: int = 80):
-    """A few wrong predictions as a DataFrame: true genre, predicted genre, start of the text."""
+def misclassified(texts, y_true, y_pred, label_names, n: int = 5, chars: int = 80,
+                  per_genre: int = 0):
+    """A few wrong predictions as a DataFrame: true genre, predicted genre, start of the text.
+    per_genre=1: at most one example per true genre (the first of each), so that the examples are
+    not all from the genre the model confuses most; 0: the first n mistakes."""
     import pandas as pd
 
-    rows = [{"正解": JAPANESE_NAMES.get(label_names[t], label_names[t]),
-             "予測": JAPANESE_NAMES.get(label_names[p], label_names[p]),
-             "本文(冒頭)": texts[i][:chars].replace("\n", " ")}
-            for i, (t, p) in enumerate(zip(y_true, y_pred)) if t != p]
+    rows, shown = [], Counter()
+    for i, (t, p) in enumerate(zip(y_true, y_pred)):
+        if t == p or (per_genre > 0 and shown[t] >= per_genre):
+            continue
+        shown[t] += 1
+        rows.append({"正解": JAPANESE_NAMES.get(label_names[t], label_names[t]),
+                     "予測": JAPANESE_NAMES.get(label_names[p], label_names[p]),
+                     "本文(冒頭)": texts[i][:chars].replace("\n", " ")})
     return pd.DataFrame(rows[:n])
 
 
