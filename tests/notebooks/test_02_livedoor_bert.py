@@ -34,13 +34,28 @@ def test_notebook_02_tiny_on_generated_corpus(sample_corpus, runs_dir):
     assert m["corpus_articles"] == 126 and m["corpus_categories"] == 9
     assert m["n_train"] + m["n_val"] + m["n_test"] == 126
     assert m["baseline_accuracy"] >= 0.8  # generated genres have their own words
+    # the fair comparison: the baseline also on all characters and on exactly what BERT reads
+    assert m["baseline_uncapped_accuracy"] >= 0.8 and 0.0 <= m["baseline_same_text_accuracy"] <= 1.0
+    assert 0 < m["bert_chars_mean"] <= 510 and m["bert_chars_median"] > 0
+    n = m["n_test"]
+    assert abs(m["accuracy_se"] - (m["accuracy"] * (1 - m["accuracy"]) / n) ** 0.5) < 1e-9
+    for key, acc in (("accuracy_interval", "accuracy"), ("baseline_interval", "baseline_accuracy"),
+                     ("baseline_same_text_interval", "baseline_same_text_accuracy"),
+                     ("baseline_uncapped_interval", "baseline_uncapped_accuracy")):
+        low, high = m[key]
+        assert 0.0 <= low <= m[acc] <= high <= 1.0, key
+    assert m["comparison"] in ("bert_better", "baseline_better", "no_difference") and m["comparison_margin"] > 0
+    assert m["bert_only_right"] + m["baseline_only_right"] <= n
+    diff = m["accuracy"] - m["baseline_same_text_accuracy"]
+    assert (m["comparison"] == "no_difference") == (abs(diff) <= m["comparison_margin"])
+    assert 1 <= m["lowest_val_loss_epoch"] <= m["epochs_run"]
     assert 0.5 <= m["accuracy"] <= 1.0 and 0.0 <= m["macro_f1"] <= 1.0  # chance is 1/9
     assert m["bert_pretrained"] is False and m["bert_layers"] == 2 and m["bert_hidden_size"] == 128
     assert m["share_unknown_pieces"] < 0.05 and m["total_steps"] == 7 * 6 and m["warmup_steps"] == 4
     assert 1 <= m["best_epoch"] <= m["epochs_run"] <= 6 and m["reload_same_predictions"] is True
     assert m["sentence_genre"] in livedoor.CATEGORIES
-    for phase in ("load corpus", "baseline", "prepare model", "tokenize", "build model", "fine-tune",
-                  "evaluate", "save and reload"):
+    for phase in ("load corpus", "baseline", "prepare model", "tokenize", "baseline on BERT's text",
+                  "build model", "fine-tune", "evaluate", "save and reload"):
         assert data["phases"][phase] > 0, phase
     assert m["total_s"] > data["phases"]["fine-tune"]
     assert [p["epoch"] for p in data["curves"]["epochs"]] == list(range(1, m["epochs_run"] + 1))
@@ -54,6 +69,7 @@ def test_notebook_02_tiny_on_generated_corpus(sample_corpus, runs_dir):
     assert errors == [] and result.notebook.name == "02_livedoor_bert.ipynb"
     html = result.html.read_text(encoding="utf-8")
     assert "混同行列" in html and "Traceback" not in html
+    assert "BERT と同じ文字列" in html and "95% 区間" in html and "偶然の幅" in html
     assert "load_trained_model_from_checkpoint" in html and "EarlyStopping" in html
 
 
@@ -83,6 +99,14 @@ def test_notebook_02_shows_the_keras_code_and_is_committed_clean():
     prose = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
     for gone in ("start_run", "profiles.py", "kerasbert.fit", "kerasbert.load"):
         assert gone not in prose + source, gone
+    # claims without a measurement or a source are gone; the conclusion names where its numbers come from
+    for unsupported in ("1 秒に約 10 記事", "数百本", "何倍も速く", "BERT を使う意味はありません", "公平な比較です"):
+        assert unsupported not in prose, unsupported
+    for source_named in ("benchmarks/results/livedoor.md", "github.com/yoheikikuta/bert-japanese", "cuInit"):
+        assert source_named in prose, source_named
+    assert "per_genre=1" in source and "livedoor.full_texts(" in source and 'return_type="proto"' in source
+    for wrong, right in (("訓練", "学習"), ("カテゴリ", "ジャンル"), ("トークナイズ", "トークン化")):
+        assert wrong not in prose, f"{wrong}: the glossary says {right}"
 
 
 def test_notebook_02_max_steps_stops_training_early(sample_corpus, runs_dir):
