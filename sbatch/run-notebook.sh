@@ -41,10 +41,34 @@ else
     cmd=("$RUNTIME" exec --nv "$CONTAINER" "${PYTHON:-python3}" -m coursekit "$COMMAND" "$@")
 fi
 
+# Several tasks (sbatch --ntasks=N --gpus=TYPE:N, or --nodes=M --ntasks-per-node=N): data parallelism.
+# srun starts the runner once per task (one process per GPU); each finds its rank in SLURM_PROCID and
+# meets the others at MASTER_ADDR:MASTER_PORT (the first node; a port derived from the job id, so two
+# jobs on one node never collide). Rank 0 records the run; the others run in scratch folders.
+if [ "${SLURM_NTASKS:-1}" -gt 1 ]; then
+    MASTER_ADDR=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -1)
+    MASTER_PORT=$(( 20000 + ${SLURM_JOB_ID:-9500} % 20000 ))
+    export MASTER_ADDR MASTER_PORT
+    # srun would pass a USR1 to every process of the step, the notebooks' kernels included (and kill
+    # them); so the warning becomes this file instead: rank 0 (on this node) sees it and tells the others
+    COURSEKIT_STOP_FILE="${TMPDIR:-/tmp}/coursekit-stop-${SLURM_JOB_ID:-0}-r${SLURM_RESTART_COUNT:-0}"
+    export COURSEKIT_STOP_FILE
+    rm -f "$COURSEKIT_STOP_FILE"
+    echo "[job] data parallel: $SLURM_NTASKS processes on ${SLURM_JOB_NUM_NODES:-1} node(s), rendezvous $MASTER_ADDR:$MASTER_PORT"
+    # --wait: once one process has ended, the others get 300 s, then they are stopped (after a crash
+    # they would wait for it forever); srun's exit status is the highest of its tasks' (75 from rank 0
+    # after a checkpoint: requeue below)
+    cmd=(srun --wait=300 --ntasks="$SLURM_NTASKS" "${cmd[@]}")
+fi
+
 # Run in the background so that this shell can react to signals while it waits.
 "${cmd[@]}" &
 child=$!
-trap 'echo "[job] warning signal (USR1): asking the notebook to checkpoint and stop"; kill -USR1 "$child" 2>/dev/null' USR1
+on_warning() {
+    echo "[job] warning signal (USR1): asking the notebook to checkpoint and stop"
+    if [ -n "${COURSEKIT_STOP_FILE:-}" ]; then touch "$COURSEKIT_STOP_FILE"; else kill -USR1 "$child" 2>/dev/null; fi
+}
+trap on_warning USR1
 trap 'echo "[job] SIGTERM: stopping the run"; kill -TERM "$child" 2>/dev/null' TERM
 while :; do
     wait "$child"; rc=$?

@@ -55,8 +55,15 @@ def request_stop(folder: Path | None = None, reason: str = "warning signal") -> 
 
 
 def stop_requested() -> bool:
-    """True once the job was warned that it will be stopped (cheap: one stat call)."""
-    return (run_dir() / PREEMPT_FILE).exists()
+    """True once the job was warned that it will be stopped (cheap: one or two stat calls). In a
+    data-parallel run, a warning in rank 0's run folder counts on every rank."""
+    if (run_dir() / PREEMPT_FILE).exists():
+        return True
+    stop_file = os.environ.get("COURSEKIT_STOP_FILE")   # several tasks: sbatch/run-notebook.sh touches it
+    if stop_file and Path(stop_file).exists():
+        return True
+    main = os.environ.get("COURSEKIT_MAIN_RUN_DIR")
+    return bool(main) and (Path(main) / PREEMPT_FILE).exists()
 
 
 def clear_stop(folder: Path | None = None) -> None:
@@ -90,9 +97,13 @@ def PreemptionCallback():  # noqa: N802 - a factory that reads like the class it
     """
     from transformers import TrainerCallback
 
+    from .distributed import stop_flag_all_ranks
+
     class _PreemptionCallback(TrainerCallback):
         def on_step_end(self, args, state, control, **kwargs):
-            if stop_requested():
+            # data-parallel: every rank must stop at the same step (a rank still training would wait
+            # forever for the others in the next gradient all-reduce), so the flag is all-reduced
+            if stop_flag_all_ranks(stop_requested()):
                 state.preempted = True
                 control.should_save = True
                 control.should_training_stop = True
@@ -103,6 +114,11 @@ def PreemptionCallback():  # noqa: N802 - a factory that reads like the class it
 
 def raise_if_preempted(trainer=None) -> None:
     """Raise Preempted if the warning arrived (after Trainer.train() returned early because of it)."""
-    if stop_requested() or getattr(getattr(trainer, "state", None), "preempted", False):
+    preempted = getattr(getattr(trainer, "state", None), "preempted", False)
+    if trainer is not None and int(os.environ.get("WORLD_SIZE") or 1) > 1:
+        warned = preempted   # several processes: the all-reduced decision of the callback, the same on all
+    else:
+        warned = stop_requested() or preempted
+    if warned:
         step = getattr(getattr(trainer, "state", None), "global_step", None)
         raise Preempted("stopped for requeue" + (f" after step {step}" if step is not None else ""))

@@ -101,6 +101,14 @@ class Run:
     def path(self) -> Path:
         return self.dir / METRICS_FILE
 
+    @property
+    def shared_dir(self) -> Path:
+        """Rank 0's run folder: the same folder on every process of a data-parallel run (put what all
+        ranks must share there, such as the Trainer's checkpoints); `dir` in a single-process run.
+        On ranks > 0, `dir` is the rank's own scratch folder."""
+        main = os.environ.get("COURSEKIT_MAIN_RUN_DIR")
+        return Path(main) if main else self.dir
+
     def save(self) -> None:
         self.data["updated"] = _now()
         self.data["elapsed_s"] = round(time.perf_counter() - self._t0, 3)

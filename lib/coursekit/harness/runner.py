@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from . import params as params_mod
-from . import preemption, runs, threads
+from . import distributed, preemption, runs, threads, utilisation
 from .params import ParameterError
 from .record import METRICS_FILE, new_record, write_json
 from .runs import WARNINGS_FILE, RunFolderError
@@ -63,7 +63,7 @@ def _now() -> str:
 
 
 def _record_outcome(run_dir: Path, notebook: Path, profile: str | None, params: dict,
-                    runner: dict) -> dict:
+                    runner: dict, extra: dict | None = None) -> dict:
     """Merge the runner's outcome into metrics.json (creating it when the notebook never did)."""
     path = run_dir / METRICS_FILE
     try:
@@ -72,6 +72,7 @@ def _record_outcome(run_dir: Path, notebook: Path, profile: str | None, params: 
         data = new_record(notebook.stem, profile, params)
     data["status"] = runner["status"]
     data["runner"] = runner
+    data.update(extra or {})
     warnings = read_warnings(run_dir)
     if warnings:
         data["warnings"] = warnings
@@ -170,18 +171,28 @@ def _job_context(run_dir: Path, say) -> Iterator[None]:
     main = threading.current_thread() is threading.main_thread()
     old_term = signal.signal(signal.SIGTERM, on_term) if main else None
     old_usr1 = signal.signal(signal.SIGUSR1, on_warning) if main else None
-    env_before = os.environ.get("COURSEKIT_RUN_DIR")
-    os.environ["COURSEKIT_RUN_DIR"] = str(run_dir)
+    with _kernel_env({"COURSEKIT_RUN_DIR": str(run_dir)}):
+        try:
+            yield
+        finally:
+            if main:
+                signal.signal(signal.SIGTERM, old_term)
+                signal.signal(signal.SIGUSR1, old_usr1)
+
+
+@contextmanager
+def _kernel_env(values: dict[str, str]) -> Iterator[None]:
+    """Set environment variables for the kernel started inside; restore them afterwards."""
+    before = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
     try:
         yield
     finally:
-        if main:
-            signal.signal(signal.SIGTERM, old_term)
-            signal.signal(signal.SIGUSR1, old_usr1)
-        if env_before is None:
-            os.environ.pop("COURSEKIT_RUN_DIR", None)
-        else:
-            os.environ["COURSEKIT_RUN_DIR"] = env_before
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def _execute(notebook: Path, out_nb: Path, values: dict, kernel: str, quiet: bool,
@@ -246,17 +257,30 @@ def run_notebook(notebook: str | Path, profile: str | None = None,
     values = params_mod.resolve(notebook, profile, parameters)
     if name is not None:
         runs.check_name(name)
-    run_dir, attempt = _run_folder(notebook, Path(runs_dir).expanduser().resolve() if runs_dir else None,
-                                   name)
+    root = Path(runs_dir).expanduser().resolve() if runs_dir else None
+    launch = distributed.plan()   # one of several processes started by srun (or torchrun)?
+    if launch and launch["rank"] > 0:
+        return _run_other_rank(notebook, values, root, launch, kernel, quiet)
+    run_dir, attempt = _run_folder(notebook, root, name)
+    dist_env: dict[str, str] = {}
+    if launch:  # rank 0: the run; tell the other ranks where it is, give the kernel torch's variables
+        pointer = distributed.announce_run_dir(run_dir.parent, distributed.launch_key(launch), run_dir)
+        dist_env = {**launch["env"], distributed.MAIN_RUN_DIR_VAR: str(run_dir)}
     out_nb = run_dir / notebook.name
     write_json(run_dir / METRICS_FILE, new_record(notebook.stem, values["profile"], values))
 
     say = (lambda *a: None) if quiet else (lambda *a: print(*a, file=sys.stderr, flush=True))
     say(f"coursekit run: {notebook} (profile {values['profile']}) -> {run_dir}")
     started, t0 = _now(), time.perf_counter()
-    with _job_context(run_dir, say), threads.for_kernel(say) as thread_info:  # OMP/MKL/TF threads = the job's CPUs
+    if launch:
+        say(f"coursekit run: rank 0 of {launch['world_size']} ({launch['source']}); rendezvous "
+            f"{launch['master_addr']}:{launch['master_port']}; the other ranks run in scratch folders")
+    with _job_context(run_dir, say), threads.for_kernel(say) as thread_info, _kernel_env(dist_env), \
+            utilisation.Sampler() as sampler:  # OMP/MKL/TF threads = the job's CPUs; GPU/CPU use sampled
         status, error = _execute(notebook, out_nb, values, kernel, quiet, say)
     duration = time.perf_counter() - t0
+    if launch:
+        pointer.unlink(missing_ok=True)
     html_path = _export(out_nb, html, say)
     runner = {
         "status": status, "error": error, "started": started, "finished": _now(),
@@ -264,10 +288,40 @@ def run_notebook(notebook: str | Path, profile: str | None = None,
         "output_notebook": out_nb.name, "html": html_path.name if html_path else None,
         "parameters": values, "kernel": kernel, "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
         "attempt": attempt, "threads": thread_info,
+        "processes": launch["world_size"] if launch else 1,
+        "distributed": {k: launch[k] for k in ("world_size", "local_world_size", "master_addr",
+                                                "master_port", "source")} if launch else None,
     }
-    data = _record_outcome(run_dir, notebook, values["profile"], values, runner)
+    data = _record_outcome(run_dir, notebook, values["profile"], values, runner,
+                           {"utilisation": sampler.summary()})
     say(f"coursekit run: {status} in {format_seconds(duration)}; results in {run_dir}")
     return RunResult(run_dir, out_nb, html_path, data, status == "completed", error)
+
+
+def _run_other_rank(notebook: Path, values: dict, root: Path | None, launch: dict, kernel: str,
+                    quiet: bool) -> RunResult:
+    """Rank > 0 of a data-parallel launch: execute the same notebook into a scratch folder (nothing in
+    the runs folder: rank 0 records the run); the kernel learns rank 0's run folder, where the shared
+    checkpoints are, from COURSEKIT_MAIN_RUN_DIR."""
+    say = (lambda *a: None) if quiet else (lambda *a: print(*a, file=sys.stderr, flush=True))
+    key = distributed.launch_key(launch)
+    parent = (root or runs.runs_root()) / runs.check_name(notebook.stem, "notebook name")
+    parent.mkdir(parents=True, exist_ok=True)
+    main_dir = distributed.wait_for_run_dir(parent, key, time.time())
+    scratch = distributed.rank_dir(notebook.stem, key, launch["rank"])
+    for leftover in (scratch / runs.METRICS_FILE, scratch / preemption.PREEMPT_FILE):
+        leftover.unlink(missing_ok=True)
+    write_json(scratch / METRICS_FILE, new_record(notebook.stem, values["profile"], values))
+    say(f"coursekit run: rank {launch['rank']} of {launch['world_size']}: {notebook} in scratch folder "
+        f"{scratch} (rank 0 records the run in {main_dir})")
+    out_nb = scratch / notebook.name
+    t0 = time.perf_counter()
+    env = {**launch["env"], distributed.MAIN_RUN_DIR_VAR: str(main_dir)}
+    with _job_context(scratch, say), threads.for_kernel(None), _kernel_env(env):
+        status, error = _execute(notebook, out_nb, values, kernel, quiet, say)
+    say(f"coursekit run: rank {launch['rank']}: {status} in {format_seconds(time.perf_counter() - t0)}")
+    data = {"status": status, "rank": launch["rank"], "error": error}
+    return RunResult(scratch, out_nb, None, data, status == "completed", error)
 
 
 def _archive_attempt(run_dir: Path, notebook: Path, attempt: int) -> None:
@@ -304,5 +358,6 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(result.run_dir)
     if result.metrics.get("status") == "preempted":
-        return preemption.EX_PREEMPTED
+        # ranks > 0 end with 0: rank 0's 75 (srun passes on the highest status) asks for the requeue
+        return 0 if result.metrics.get("rank") else preemption.EX_PREEMPTED
     return 0 if result.ok else 1
