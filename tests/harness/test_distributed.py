@@ -197,3 +197,27 @@ def test_a_warned_two_task_job_checkpoints_on_all_ranks_requeues_and_resumes(slu
     step = final["metrics"]["training"]["resumed_from_step"]
     assert 0 < step < 600 and f"after step {step}" in first["runner"]["error"], "resumed where all ranks stopped"
     assert final["metrics"]["training"]["global_step"] == 600 and final["runner"]["processes"] == 2
+
+
+# ----------------------------------------------------------------------------- report
+def test_report_shows_utilisation_idle_runs_and_scaling(tmp_path):
+    from coursekit.harness import report
+
+    def run(name, processes, seconds, util):
+        folder = tmp_path / "03_bart_translation" / name
+        folder.mkdir(parents=True)
+        (folder / "metrics.json").write_text(json.dumps({
+            "notebook": "03_bart_translation", "profile": "full", "params": {"epochs": 1}, "status": "completed",
+            "device": {}, "phases": {"train": seconds}, "metrics": {},
+            "runner": {"status": "completed", "duration_s": seconds, "processes": processes},
+            "utilisation": utilisation.summarise("gpu", 2.0, list(range(processes)), ["X"] * processes,
+                                                 [[(util, 1.0, 2.0)] * processes])}))
+
+    run("one", 1, 100.0, 90.0)
+    run("two", 2, 55.0, 85.0)
+    run("four", 4, 100.0, 10.0)   # the original workshop's case: four GPUs, one used, no faster
+    infos = {i.run: i for i in report.find_runs(tmp_path)}
+    assert infos["two"].scaling == pytest.approx(100 / 55) and infos["two"].efficiency == pytest.approx(100 / 55 / 2)
+    assert infos["four"].efficiency == pytest.approx(0.25) and infos["four"].idle and not infos["one"].idle
+    md = report.markdown(list(infos.values()))
+    assert "1.82x (91%)" in md and "GPU 10% ⚠ idle" in md and "sat mostly idle" in md

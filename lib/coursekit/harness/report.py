@@ -18,6 +18,7 @@ from typing import Any
 
 from . import runs
 from .runs import METRICS_FILE, WARNINGS_FILE
+from .utilisation import IDLE_BELOW
 from .timing import format_seconds
 
 # Metric names shown in the Markdown table when present (all scalar metrics go to the CSV).
@@ -48,6 +49,12 @@ class RunInfo:
     injected: dict = field(default_factory=dict)  # a damaged run: what the runner injected
     speedup: float | None = None
     warnings: list = field(default_factory=list)   # data warnings: a corpus that differs from the release
+    processes: int = 1                  # data-parallel processes (GPUs) that ran it together
+    util_mean: float | None = None      # mean GPU (or CPU) utilisation over the run, percent
+    util_kind: str | None = None        # "gpu" or "cpu"
+    idle: bool | None = None            # the devices sat mostly idle (utilisation.IDLE_BELOW)
+    scaling: float | None = None        # speed-up against the same run on fewer processes
+    efficiency: float | None = None     # scaling / (processes / fewer processes)
 
 
 def _warning_entries(data: dict | None, folder: Path) -> list[dict]:
@@ -148,6 +155,10 @@ def read_run(folder: Path) -> RunInfo:
     info.phases = {k: v for k, v in (data.get("phases") or {}).items() if isinstance(v, (int, float))}
     info.metrics = _scalar_metrics(data.get("metrics") or {})
     info.curves = data.get("curves") or {}
+    info.processes = int(runner.get("processes") or 1)
+    util = data.get("utilisation") or {}
+    if util.get("samples"):
+        info.util_mean, info.util_kind, info.idle = util.get("util_mean"), util.get("kind"), util.get("idle")
     return info
 
 
@@ -205,6 +216,14 @@ def _compare(infos: list[RunInfo]) -> None:
         slowest = max(i.total_s for i in group)
         for info in group:
             info.speedup = slowest / info.total_s
+        # scaling: runs that differ only in their number of processes (GPUs), against the fewest
+        fewest = min(i.processes for i in group)
+        base = [i.total_s for i in group if i.processes == fewest]
+        if len({i.processes for i in group}) > 1:
+            t0 = sorted(base)[len(base) // 2]
+            for info in group:
+                info.scaling = t0 / info.total_s
+                info.efficiency = info.scaling / (info.processes / fewest)
 
 
 def phase_names(infos: list[RunInfo]) -> list[str]:
@@ -237,7 +256,8 @@ def table(infos: list[RunInfo]) -> tuple[list[str], list[dict]]:
     for info in infos:
         metric_cols += [m for m in info.metrics if m not in metric_cols]
     columns = ["notebook", "run", "profile", "status", "warnings", "job_id", "device", "differing_params",
-               "total_s", "speedup", *[f"phase:{p}" for p in phase_cols], *metric_cols, "error",
+               "total_s", "speedup", "processes", "util_mean", "util_kind", "idle", "scaling", "efficiency",
+               *[f"phase:{p}" for p in phase_cols], *metric_cols, "error",
                "warning_messages", "path"]
     rows = []
     for info in infos:
@@ -248,6 +268,9 @@ def table(infos: list[RunInfo]) -> tuple[list[str], list[dict]]:
             "total_s": info.total_s, "speedup": round(info.speedup, 2) if info.speedup else None,
             "error": info.error, "path": str(info.path), "warnings": len(info.warnings),
             "warning_messages": " | ".join(warning_text(w) for w in info.warnings),
+            "processes": info.processes, "util_mean": info.util_mean, "util_kind": info.util_kind,
+            "idle": info.idle, "scaling": round(info.scaling, 2) if info.scaling else None,
+            "efficiency": round(info.efficiency, 2) if info.efficiency else None,
         }
         row.update({f"phase:{p}": info.phases.get(p) for p in phase_cols})
         row.update({m: info.metrics.get(m) for m in metric_cols})
@@ -269,7 +292,7 @@ def _markdown_table(infos: list[RunInfo]) -> list[str]:
     shown += sorted({m for i in infos for m in i.metrics if m.startswith("gpu_speedup.")})
     phases = phase_names(infos)
     head = ["notebook", "run", "profile", "status", "warnings", "device", "params", *phases, "total",
-            "speed-up", *shown]
+            "speed-up", "procs", "util", "scaling (efficiency)", *shown]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for i in infos:
         cells = [i.notebook, i.run, i.profile or "", i.status,
@@ -277,7 +300,10 @@ def _markdown_table(infos: list[RunInfo]) -> list[str]:
                  " ".join(f"{k}={v}" for k, v in i.differing.items()),
                  *[format_seconds(i.phases[p]) if p in i.phases else "" for p in phases],
                  format_seconds(i.total_s) if i.total_s else "",
-                 f"{i.speedup:.2f}x" if i.speedup else "",
+                 f"{i.speedup:.2f}x" if i.speedup else "", str(i.processes),
+                 (f"{(i.util_kind or '').upper()} {i.util_mean:.0f}%" + (" ⚠ idle" if i.idle else ""))
+                 if i.util_mean is not None else "",
+                 f"{i.scaling:.2f}x ({i.efficiency:.0%})" if i.scaling else "",
                  *[_fmt(i.metrics.get(m)) for m in shown]]
         lines.append("| " + " | ".join(_fmt(c) for c in cells) + " |")
     return lines
@@ -299,6 +325,12 @@ def markdown(infos: list[RunInfo]) -> str:
     if problems:
         lines += ["", "Runs that did not complete:", ""]
         lines += [f"- {i.notebook}/{i.run}: {i.status}: {i.error or 'no error recorded'}" for i in problems]
+    idle = [i for i in infos if i.idle]
+    if idle:
+        lines += ["", "Runs whose devices sat mostly idle (mean utilisation below "
+                  f"{IDLE_BELOW:.0f}%: input pipeline, one device used of several, CPU-bound work?):", ""]
+        lines += [f"- {i.notebook}/{i.run}: {(i.util_kind or '').upper()} {i.util_mean:.0f}% on average"
+                  for i in idle]
     warned = [i for i in infos if i.warnings]
     if warned:
         lines += ["", "Runs whose data differs from the release (their results are not comparable as they are):", ""]
