@@ -10,8 +10,8 @@ pre-trained files (run by hand; far too slow for CI):
     the parallel text;
   * 04: pre-trains its full-size BERT itself (the full profile's shapes) on the livedoor text.
 
-It records seconds per optimizer step (the training phase's time over the steps it ran: model start-up and
-the validation inside that phase included, so an upper bound), the peak memory (RSS) of the run, and what a
+It records seconds per optimizer step (the training phase's time over the steps it ran, less the Trainer's
+evaluation inside it; start-up included, and in 02 Keras's validation pass: an upper bound), the peak memory (RSS) of the run, and what a
 full epoch / the full run would take at that speed, into benchmarks/results/fullsize.json and .md with the
 command line, commit, machine and load average.
 
@@ -173,17 +173,31 @@ def steps_per_epoch(key: str, record: dict, params: dict, parallel: Path) -> tup
     return None, None
 
 
-def summarise(key: str, result: dict, steps: int, parallel: Path) -> dict:
+def eval_seconds(folders) -> float:
+    """Seconds the Trainer spent in evaluation inside training (eval_runtime in the newest
+    trainer_state.json of each folder): subtracted from the training phase for s/step."""
+    total = 0.0
+    for folder in folders:
+        states = sorted(Path(folder).rglob("trainer_state.json"), key=lambda p: p.stat().st_mtime) \
+            if folder and Path(folder).is_dir() else []
+        if states:
+            history = json.loads(states[-1].read_text()).get("log_history", [])
+            total += sum(e.get("eval_runtime", 0.0) for e in history)
+    return total
+
+
+def summarise(key: str, result: dict, steps: int, parallel: Path, overrides: dict) -> dict:
     record = result["record"]
     phases = record.get("phases", {})
     train_s = sum(phases.get(name, 0.0) for name in TRAIN_PHASES[key])
+    eval_s = eval_seconds([overrides.get("checkpoint_dir"), overrides.get("work_dir")])
     n_phases = sum(1 for name in TRAIN_PHASES[key] if name in phases)
     ran = steps * max(n_phases, 1)
-    s_per_step = train_s / ran if train_s and ran else None
+    s_per_step = (train_s - eval_s) / ran if train_s and ran else None
     per_epoch, full_steps = steps_per_epoch(key, record, result.get("params", {}), parallel)
     out = {"notebook": NOTEBOOKS[key], "status": record.get("status", "no record"), "rc": result["rc"],
            "wall_s": result["wall_s"], "peak_rss_mb": result["peak_rss_mb"], "phases_s": phases,
-           "steps_run": ran, "s_per_step": round(s_per_step, 2) if s_per_step else None,
+           "steps_run": ran, "eval_in_training_s": round(eval_s, 1), "s_per_step": round(s_per_step, 2) if s_per_step else None,
            "steps_per_epoch": per_epoch, "epoch_hours": round(per_epoch * s_per_step / 3600, 2)
            if per_epoch and s_per_step else None,
            "full_run_steps": full_steps, "full_run_hours": round(full_steps * s_per_step / 3600, 1)
@@ -229,8 +243,9 @@ def write_results(results: dict, out_dir: Path) -> tuple[Path, Path]:
         lines.append(f"| {r['notebook']} | {r['status']} | {r['steps_run']} | {r['s_per_step']} | "
                      f"{r['steps_per_epoch']} | {r['epoch_hours']} | {r['full_run_steps']} | {r['full_run_hours']} | "
                      f"{r['peak_rss_mb']} | {r['wall_s']} |")
-    lines += ["", "s/step: the training phase's seconds over the optimizer steps it ran (start-up and the validation "
-              "inside the phase included: an upper bound on CPU). Commands:", ""]
+    lines += ["", "s/step: the training phase's seconds, less the Trainer's evaluation inside it (eval_runtime; "
+              "notebooks 03, 04), over the optimizer steps it ran. Start-up is included, and for notebook 02 "
+              "(Keras) the validation pass at the end of the cut-short epoch too: an upper bound. Commands:", ""]
     lines += [f"- `{r['command']}`" for r in results["runs"]]
     md = out_dir / "fullsize.md"
     md.write_text("\n".join(lines) + "\n", encoding="utf-8")
@@ -287,7 +302,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[fullsize] notebook {NOTEBOOKS[key]} ({size}, {args.steps} steps) ...", flush=True)
         result = run_notebook(key, params, runs, f"fullsize-{size}")
         result["params"] = result["record"].get("params", {})
-        summary = summarise(key, result, args.steps, args.parallel)
+        summary = summarise(key, result, args.steps, args.parallel, params)
         summary["overrides"] = params
         results["runs"].append(summary)
         print(f"[fullsize] {summary['notebook']}: {summary['status']}, {summary['s_per_step']} s/step, "
