@@ -79,11 +79,14 @@ def test_notebook_04_resumes_a_killed_phase_and_loads_a_finished_one(text_folder
     assert again.metrics["metrics"]["valid_loss_after"] < again.metrics["metrics"]["valid_loss_before"] - 0.5
 
 
-def test_notebook_04_stops_before_training_when_the_sequence_exceeds_the_positions(text_folder, runs_dir):
-    result = _run(runs_dir, corpus=str(text_folder), seq_len=1024)
-    assert not result.ok and result.metrics["status"] == "failed"
-    assert "sequence length 1024 is above the model's max_position_embeddings=512" in result.error
-    assert result.metrics["phases"] == {}, "nothing ran"
+def test_notebook_04_refuses_a_sequence_longer_than_the_positions_before_running(text_folder, runs_dir):
+    """The cell's `# check: seq_len <= max_positions` stops the run before anything starts (the
+    notebook's own pretrain.check_lengths, tested in tests/lessons, guards JupyterLab runs)."""
+    from coursekit.harness.params import ParameterError
+
+    with pytest.raises(ParameterError, match=r"seq_len <= max_positions: max_positions = 512, seq_len = 1024"):
+        _run(runs_dir, corpus=str(text_folder), seq_len=1024)
+    assert not runs_dir.exists() or not any(runs_dir.rglob("metrics.json")), "nothing ran"
 
 
 def test_notebook_04_max_steps_caps_each_phase(text_folder, runs_dir):
