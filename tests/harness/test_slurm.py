@@ -5,8 +5,6 @@ has both. Elsewhere these tests skip with the reason. The daemons are stopped at
 """
 from __future__ import annotations
 
-import fcntl
-import hashlib
 import json
 import os
 import re
@@ -63,6 +61,10 @@ def test_submit_checks_the_notebooks_parameters_before_sbatch(tmp_path):
     with pytest.raises(slurm.SubmitError, match="'learning_rate' expects float, got 'fast'"):
         slurm.submit("sbatch/sweep.sbatch", ["notebooks/02_livedoor_bert.ipynb", "-g", "learning_rate", "1e-4,fast"],
                      container="none", workdir=tmp_path, dry_run=True)
+    with pytest.raises(slurm.SubmitError, match="val_fraction"):  # fine alone, impossible together
+        slurm.submit("sbatch/sweep.sbatch", ["notebooks/02_livedoor_bert.ipynb", "-g", "val_fraction", "0.1,0.6",
+                                             "-g", "test_fraction", "0.1,0.5"], container="none", workdir=tmp_path,
+                     dry_run=True)
     with pytest.raises(slurm.SubmitError, match="no profile 'small'"):
         slurm.submit("sbatch/bart.sbatch", ["--profile", "small"], container="none", workdir=tmp_path, dry_run=True)
     with pytest.raises(slurm.SubmitError, match="notebook not found"):
@@ -259,97 +261,213 @@ def test_warning_signal_checkpoints_requeues_and_resumes(slurm_env, tmp_path):
     assert "requeueing job" in log and "attempt 2" in log
 
 
-# ----------------------------------------------------------------------------- a real container
-APPTAINER_PREFIX = Path("/tmp/coursekit-apptainer")
+# ----------------------------------------------------------------------------- real containers
+# The CPU test images of defs/*.def (tests/harness/cpu_images.py: generated from the real files, built with
+# Apptainer, cached on this machine by the hash of their inputs). Where Apptainer cannot be had, the image
+# tests FAIL, unless COURSEKIT_NO_IMAGES=1 says this machine is not expected to build images.
+IMAGE_DEFS = sorted(p.stem for p in (ROOT / "defs").glob("*.def"))
+SMALL_02 = ("-p", "per_category", "0", "-p", "seq_len", "48", "-p", "vocab_size", "300", "-p", "epochs", "2",
+            "-p", "batch_size", "16", "-p", "learning_rate", "0.002")
+SMALL_03 = ("-p", "vocab_size", "120", "-p", "d_model", "32", "-p", "layers", "1", "-p", "max_length", "24",
+            "-p", "batch_size", "16", "-p", "learning_rate", "0.003", "-p", "num_beams", "1", "-p", "examples", "3")
+SMALL_04 = ("-p", "valid_fraction", "0.05", "-p", "test_fraction", "0.05", "-p", "vocab_size", "150",
+            "-p", "hidden_size", "64", "-p", "intermediate_size", "128", "-p", "batch_size", "16",
+            "-p", "steps", "30", "-p", "learning_rate", "0.003", "-p", "warmup_steps", "3", "-p", "eval_every", "15",
+            "-p", "save_every", "15", "-p", "phase2_steps", "2", "-p", "phase2_seq_len", "128",
+            "-p", "fill_mask_sentences", "太郎は東京で本を[MASK]。")
 
 
 @pytest.fixture(scope="session")
-def cpu_image(tmp_path_factory):
-    """A CPU test image built with `apptainer build --fakeroot --sandbox` from the variant GENERATED from
-    defs/transformers.def (debootstrap base; the real %files/%environment/%test; %post without the
-    heavy frameworks). Apptainer comes from tests/cluster/install-apptainer.sh (root, Debian)."""
-    from coursekit.harness import containers
+def images():
+    """name -> (runtime, CPU test image) for every defs/*.def."""
+    from . import cpu_images
 
-    if sys.platform != "linux" or os.geteuid() != 0:
-        pytest.skip("building an image needs root on Linux (tests/cluster/install-apptainer.sh); .ci/run has it")
-    runtime = containers.find_runtime()
-    if not runtime:
-        t0 = time.monotonic()
-        APPTAINER_PREFIX.mkdir(parents=True, exist_ok=True)
-        with open(APPTAINER_PREFIX / "install.lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)  # one install at a time on a shared machine
-            proc = subprocess.run(["bash", str(CLUSTER / "install-apptainer.sh")], capture_output=True,
-                                  text=True, env={**os.environ, "PREFIX": str(APPTAINER_PREFIX / "prefix"),
-                                                  "WORK": str(APPTAINER_PREFIX / "work")}, timeout=600)
-        runtime = str(APPTAINER_PREFIX / "prefix/usr/bin/apptainer")
-        if proc.returncode != 0 or not Path(runtime).exists():
-            pytest.skip(f"Apptainer could not be installed here: {proc.stderr.strip()[-500:]}")
-        print(f"\n[apptainer] installed in {time.monotonic() - t0:.1f}s")
-    ca = os.environ.get("PIP_CERT") or os.environ.get("SSL_CERT_FILE")
-    text = containers.cpu_test_variant(ROOT / "defs/transformers.def",
-                                       ca_bundle=ca if ca and Path(ca).is_file() else None)
-    # The image is cached on this machine under the hash of everything that goes into it (the
-    # generated .def and the %files: the kit's library, pyproject.toml, README.md), so a rerun with
-    # the same inputs reuses it; COURSEKIT_REBUILD_IMAGE=1 forces a build. A fresh machine builds.
-    digest = hashlib.sha256(text.encode())
-    for path in sorted([ROOT / "pyproject.toml", ROOT / "README.md", *(ROOT / "lib/coursekit").glob("*.py")]):
-        digest.update(path.name.encode() + path.read_bytes())
-    folder = APPTAINER_PREFIX / "images" / digest.hexdigest()[:16]
-    image = folder / "transformers-cpu"
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    # Several test sessions may share this machine: one builds, the others wait and reuse; an image in
-    # use is held with a shared lock; images of older inputs nobody uses are removed.
-    with open(folder.parent / f"{folder.name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if (folder / "ok").exists() and image.is_dir() and not os.environ.get("COURSEKIT_REBUILD_IMAGE"):
-            print(f"\n[apptainer] CPU test image reused: {image}")
-        else:
-            shutil.rmtree(folder, ignore_errors=True)
-            folder.mkdir()
-            variant = folder / "transformers-cpu.def"
-            variant.write_text(text)
-            t0 = time.monotonic()
-            # a sandbox (folder) image: the same build, without minutes of squashfs compression on 2 cores
-            containers.build(variant, image, sandbox=True, runtime=runtime, cwd=ROOT)
-            (folder / "ok").write_text(f"{time.monotonic() - t0:.1f}\n")
-            print(f"\n[apptainer] CPU test image (sandbox) built in {time.monotonic() - t0:.1f}s")
-        fcntl.flock(lock, fcntl.LOCK_SH)
-        for other in folder.parent.glob("*.lock"):
-            if other.stem == folder.name:
-                continue
-            with open(other, "w") as old:
-                try:
-                    fcntl.flock(old, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except OSError:
-                    continue  # another session uses it
-                shutil.rmtree(other.with_suffix(""), ignore_errors=True)
-                other.unlink(missing_ok=True)
-        yield runtime, image
+    if not cpu_images.images_expected():
+        pytest.skip("COURSEKIT_NO_IMAGES=1: this machine is not expected to build container images")
+    try:
+        runtime = cpu_images.runtime()
+        built = {name: cpu_images.cpu_image(name, log=lambda m: print("\n" + m)) for name in IMAGE_DEFS}
+    except cpu_images.ImagesUnavailable as exc:
+        pytest.fail(f"container images cannot be built here: {exc}\n(set COURSEKIT_NO_IMAGES=1 where images "
+                    "are not expected)", pytrace=False)
+    print(f"\n[images] build seconds (None: reused): {cpu_images.TIMES}")
+    return {name: (runtime, image) for name, image in built.items()}
 
 
-def test_cpu_test_image_passes_its_test_section(cpu_image):
-    runtime, image = cpu_image
+def _image_env(slurm_env, runtime):
+    env = {**slurm_env, "PYTHON": "python3", "RUNTIME": runtime}
+    env.pop("CONTAINER")
+    return env
+
+
+def _submit_in_image(env, workdir, script, image, *args, cpus=2):
+    t0 = time.monotonic()
+    proc = coursekit_cli("submit", script, "--container", str(image), "--workdir", str(workdir),
+                         f"--sbatch=--cpus-per-task={cpus}", *args, env=env)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.strip().splitlines()[-1], t0
+
+
+def _job_logs(workdir: Path, env) -> str:
+    daemon = sorted(Path(env["SLURM_ROOT"], "log").glob("slurm*.log"))
+    return "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-4000:]}"
+                     for p in [*sorted((workdir / "logs").iterdir()), *daemon])
+
+
+def _ran_in_image(folder: Path, image, log: str):
+    data = json.loads((folder / "metrics.json").read_text())
+    assert data["status"] == "completed", data.get("error")
+    assert data["python"] != sys.version.split()[0], "the image's own Python ran the notebook, not the host's"
+    assert f"container: {image}" in log
+    return data
+
+
+@pytest.mark.parametrize("name", IMAGE_DEFS)
+def test_cpu_test_image_passes_its_test_section(images, name):
+    runtime, image = images[name]
     proc = subprocess.run([runtime, "test", str(image)], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     report = proc.stdout
     assert "Container: none" not in report and "Container: " in report, "the check knows it is in a container"
     assert "PYTHONNOUSERSITE: set" in report, "%environment of the real .def is in effect"
     assert "No GPU is visible" in report
+    lab = subprocess.run([runtime, "exec", str(image), "jupyter", "lab", "--version"], capture_output=True,
+                         text=True, timeout=300)
+    assert lab.returncode == 0 and lab.stdout.strip() == containers_pins()["jupyterlab"], \
+        "JupyterLab runs from inside the image (handson/06_jupyterlab.md)"
 
 
-def test_notebook_00_runs_inside_the_image_as_a_slurm_job(cpu_image, slurm_env, tmp_path):
-    runtime, image = cpu_image
-    env = {**slurm_env, "PYTHON": "python3", "RUNTIME": runtime}
-    env.pop("CONTAINER")
-    proc = coursekit_cli("submit", "sbatch/gpu_check.sbatch", "--container", str(image),
-                         "--workdir", str(tmp_path), "--profile", "tiny", "-p", "frameworks", "torch", env=env)
-    assert proc.returncode == 0, proc.stderr
-    job = proc.stdout.strip().splitlines()[-1]
-    state = _wait_done(env, job, 300)
-    assert state == "COMPLETED", (tmp_path / f"logs/gpu_check-{job}.err").read_text()[-3000:]
+def containers_pins() -> dict[str, str]:
+    from coursekit.harness import containers
+
+    return containers.read_pins(ROOT / "requirements.txt")
+
+
+def test_notebook_00_runs_inside_the_image_as_a_slurm_job(images, slurm_env, tmp_path):
+    runtime, image = images["transformers"]
+    env = _image_env(slurm_env, runtime)
+    job, t0 = _submit_in_image(env, tmp_path, "sbatch/gpu_check.sbatch", image, "--profile", "tiny")
+    state = _wait_done(env, job, 600)
+    assert state == "COMPLETED", _job_logs(tmp_path, env)
+    print(f"\n[jobs] notebook 00 in {image.name}: {time.monotonic() - t0:.0f} s")
     folder = Path(env["COURSEKIT_RUNS"]) / "00_gpu_check" / job
-    data = json.loads((folder / "metrics.json").read_text())
-    assert data["status"] == "completed" and data["metrics"]["in_container"] is True
-    assert data["python"] != sys.version.split()[0], "the image's own Python ran the notebook, not the host's"
+    data = _ran_in_image(folder, image, (tmp_path / f"logs/gpu_check-{job}.log").read_text())
+    assert data["metrics"]["in_container"] is True
     assert (folder / "00_gpu_check.html").is_file() and (folder / "00_gpu_check.ipynb").is_file()
-    assert f"container: {image}" in (tmp_path / f"logs/gpu_check-{job}.log").read_text()
+
+
+def test_notebook_02_runs_inside_the_keras_bert_image_as_a_slurm_job(images, slurm_env, tmp_path):
+    from ..corpora import write_sample_corpus
+
+    runtime, image = images["keras-bert"]
+    env = _image_env(slurm_env, runtime)
+    corpus = write_sample_corpus(tmp_path / "ldcc", per_category=14, seed=2)
+    job, t0 = _submit_in_image(env, tmp_path, "sbatch/livedoor.sbatch", image, "--profile", "tiny",
+                               "-p", "data_dir", str(corpus), *SMALL_02)
+    state = _wait_done(env, job, 900)
+    assert state == "COMPLETED", _job_logs(tmp_path, env)
+    print(f"\n[jobs] notebook 02 in {image.name}: {time.monotonic() - t0:.0f} s")
+    folder = Path(env["COURSEKIT_RUNS"]) / "02_livedoor_bert" / job
+    data = _ran_in_image(folder, image, (tmp_path / f"logs/livedoor-{job}.log").read_text())
+    assert data["metrics"]["corpus_articles"] == 126 and data["metrics"]["baseline_accuracy"] >= 0.8
+    assert (folder / "classifier.keras").is_file() and (folder / "02_livedoor_bert.html").is_file()
+
+
+def test_notebook_03_runs_inside_the_transformers_image_as_a_slurm_job(images, slurm_env, tmp_path):
+    from ..lessons.test_alt import write_parallel
+
+    runtime, image = images["transformers"]
+    env = _image_env(slurm_env, runtime)
+    data_dir = write_parallel(tmp_path / "data", sizes=(320, 32, 24))
+    job, t0 = _submit_in_image(env, tmp_path, "sbatch/bart.sbatch", image, "--profile", "tiny",
+                               "-p", "data_dir", str(data_dir), "-p", "epochs", "1", *SMALL_03)
+    state = _wait_done(env, job, 900)
+    assert state == "COMPLETED", _job_logs(tmp_path, env)
+    print(f"\n[jobs] notebook 03 in {image.name}: {time.monotonic() - t0:.0f} s")
+    folder = Path(env["COURSEKIT_RUNS"]) / "03_bart_translation" / job
+    data = _ran_in_image(folder, image, (tmp_path / f"logs/bart-{job}.log").read_text())
+    m = data["metrics"]
+    assert m["training"]["global_step"] == 20
+    assert data["params"]["bleu_tokenize"] == "ja-mecab", "MeCab + ipadic are in the image: word BLEU"
+    assert m["bleu_tokenizer"] == "ja-mecab" and 0.0 <= m["bleu"] <= 100.0
+
+
+def test_notebook_04_runs_inside_the_transformers_image_as_a_slurm_job(images, slurm_env, tmp_path):
+    from ..corpora import write_sample_folder
+
+    runtime, image = images["transformers"]
+    env = _image_env(slurm_env, runtime)
+    text = write_sample_folder(tmp_path / "text", n_documents=240)
+    job, t0 = _submit_in_image(env, tmp_path, "sbatch/pretrain.sbatch", image, "--profile", "tiny",
+                               "-p", "corpus", str(text), *SMALL_04)
+    state = _wait_done(env, job, 900)
+    assert state == "COMPLETED", _job_logs(tmp_path, env)
+    print(f"\n[jobs] notebook 04 in {image.name}: {time.monotonic() - t0:.0f} s")
+    folder = Path(env["COURSEKIT_RUNS"]) / "04_bert_pretraining" / job
+    data = _ran_in_image(folder, image, (tmp_path / f"logs/pretrain-{job}.log").read_text())
+    assert data["metrics"]["keras_bert_parameters"] > 0, "the keras-bert export loaded in the same image"
+
+
+def test_a_2_task_sweep_of_notebook_02_runs_inside_its_image(images, slurm_env, tmp_path):
+    from ..corpora import write_sample_corpus
+
+    runtime, image = images["keras-bert"]
+    env = _image_env(slurm_env, runtime)
+    corpus = write_sample_corpus(tmp_path / "ldcc", per_category=14, seed=2)
+    job, t0 = _submit_in_image(env, tmp_path, "sbatch/sweep.sbatch", image, "notebooks/02_livedoor_bert.ipynb",
+                               "--profile", "tiny", "-p", "data_dir", str(corpus), *SMALL_02, "-p", "epochs", "1",
+                               "-g", "learning_rate", "0.002,0.004", cpus=1)
+    runs = Path(env["COURSEKIT_RUNS"]) / "02_livedoor_bert"
+
+    def done(i):
+        path = runs / f"{job}_{i}" / "metrics.json"
+        return path.exists() and json.loads(path.read_text()).get("runner", {}).get("status") in (
+            "completed", "failed", "error")
+
+    try:
+        _wait_for(lambda: done(0) and done(1), 1200, "2 sweep tasks")
+    except AssertionError:
+        raise AssertionError(_job_logs(tmp_path, env)) from None
+    print(f"\n[jobs] 2-task sweep of notebook 02 in {image.name}: {time.monotonic() - t0:.0f} s")
+    for i, lr in enumerate((0.002, 0.004)):
+        log = (tmp_path / f"logs/sweep-{job}_{i}.log").read_text()
+        data = _ran_in_image(runs / f"{job}_{i}", image, log)
+        assert data["params"]["learning_rate"] == lr and f"task {i}" in log
+
+
+def test_notebook_03_warned_in_its_image_checkpoints_requeues_and_resumes(images, slurm_env, tmp_path):
+    """The real notebook 03 in the transformers image: USR1 (what --signal=B:USR1@300 sends) after its
+    first epoch's checkpoint -> PreemptionCallback saves and stops -> the job requeues itself -> the
+    second attempt resumes from the checkpoint (get_last_checkpoint) and completes."""
+    from ..lessons.test_alt import write_parallel
+
+    runtime, image = images["transformers"]
+    env = _image_env(slurm_env, runtime)
+    data_dir = write_parallel(tmp_path / "data", sizes=(320, 32, 24))
+    checkpoints = tmp_path / "ckpt"
+    job, t0 = _submit_in_image(env, tmp_path, "sbatch/bart.sbatch", image, "--profile", "tiny",
+                               "-p", "data_dir", str(data_dir), "-p", "checkpoint_dir", str(checkpoints),
+                               "-p", "epochs", "20", *SMALL_03)  # 400 steps: still training when warned
+    _wait_for(lambda: (checkpoints / "checkpoint-20").is_dir() or
+              _job_field(env, job, "JobState") not in ("PENDING", "RUNNING"), 900, "the first epoch's checkpoint")
+    assert _job_field(env, job, "JobState") == "RUNNING", _job_logs(tmp_path, env)
+    subprocess.run(["scancel", "--batch", "--signal=USR1", job], env=env, check=True)
+    _wait_for(lambda: _job_field(env, job, "Restarts") == "1" and _job_field(env, job, "JobState") == "PENDING",
+              300, "the job to be requeued")
+    requeued_at = time.time()
+    # release as in test_warning_signal_checkpoints_requeues_and_resumes: node idle, 2 s after the requeue
+    _wait_for(lambda: _node_state(env) == "idle", 300, "the node to finish the first attempt")
+    time.sleep(max(0.0, requeued_at + 2.0 - time.time()))
+    subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], env=env, check=True)
+    state = _wait_done(env, job, 900)
+    assert state == "COMPLETED", _job_logs(tmp_path, env)
+    print(f"\n[jobs] notebook 03 preempted + resumed in {image.name}: {time.monotonic() - t0:.0f} s")
+    folder = Path(env["COURSEKIT_RUNS"]) / "03_bart_translation" / job
+    log = (tmp_path / f"logs/bart-{job}.log").read_text()
+    data = _ran_in_image(folder, image, log)
+    first = json.loads((folder / "metrics.attempt1.json").read_text())
+    assert first["status"] == "preempted" and first["runner"]["attempt"] == 1
+    training = data["metrics"]["training"]
+    assert 20 <= training["resumed_from_step"] < 400, "resumed from the checkpoint, not from 0"
+    assert training["global_step"] == 400 and data["runner"]["attempt"] == 2
+    assert "requeueing job" in log and "attempt 2" in log
