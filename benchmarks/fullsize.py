@@ -16,7 +16,7 @@ full epoch / the full run would take at that speed, into benchmarks/results/full
 command line, commit, machine and load average.
 
     .venv/bin/python benchmarks/fullsize.py                      # all three, 2 steps each
-    .venv/bin/python benchmarks/fullsize.py --notebooks 03 --steps 1
+    .venv/bin/python benchmarks/fullsize.py --notebooks 03 --steps 1 --keep   # one notebook, others kept
     .venv/bin/python benchmarks/fullsize.py --smoke --livedoor DIR --parallel DIR --out DIR   # tiny shapes, for tests
 
 Data (default ../shared/data): livedoor/text (02, 04, the SentencePiece model) and small_parallel_enja (03).
@@ -237,12 +237,13 @@ def write_results(results: dict, out_dir: Path) -> tuple[Path, Path]:
              f"{', '.join(f'{x:.2f}' for x in results['load_average_after'])}"
              + (" (the machine was shared with other work: times are upper bounds)" if results.get("shared") else ""),
              "", f"Stand-ins: {json.dumps(results['stand_ins'], ensure_ascii=False)}", "",
-             "| notebook | status | steps run | s/step | steps/epoch | epoch (h) | full run steps | full run (h) | peak RSS (MB) | wall (s) |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "| notebook | status | steps run | s/step | steps/epoch | epoch (h) | full run steps | full run (h) | peak RSS (MB) | wall (s) | run at (load after) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in results["runs"]:
+        when = f"{r.get('date', results['date'])} ({', '.join(str(x) for x in r.get('load_average_after', []))})"
         lines.append(f"| {r['notebook']} | {r['status']} | {r['steps_run']} | {r['s_per_step']} | "
                      f"{r['steps_per_epoch']} | {r['epoch_hours']} | {r['full_run_steps']} | {r['full_run_hours']} | "
-                     f"{r['peak_rss_mb']} | {r['wall_s']} |")
+                     f"{r['peak_rss_mb']} | {r['wall_s']} | {when} |")
     lines += ["", "s/step: the training phase's seconds, less the Trainer's evaluation inside it (eval_runtime; "
               "notebooks 03, 04), over the optimizer steps it ran. Start-up is included, and for notebook 02 "
               "(Keras) the validation pass at the end of the cut-short epoch too: an upper bound. Commands:", ""]
@@ -264,6 +265,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="stand-ins (kept for the next run) and run folders")
     parser.add_argument("--out", type=Path, default=HERE / "results", help="where fullsize.json/.md go")
     parser.add_argument("--shared", action="store_true", help="note that the machine was busy with other work")
+    parser.add_argument("--keep", action="store_true",
+                        help="keep the earlier results of the notebooks not run now (one notebook per run)")
     args = parser.parse_args(argv)
     keys = [k.strip() for k in args.notebooks.split(",") if k.strip()]
     unknown = [k for k in keys if k not in NOTEBOOKS]
@@ -304,11 +307,22 @@ def main(argv: list[str] | None = None) -> int:
         result["params"] = result["record"].get("params", {})
         summary = summarise(key, result, args.steps, args.parallel, params)
         summary["overrides"] = params
+        summary["date"] = time.strftime("%Y-%m-%d %H:%M:%S")
+        summary["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
+        summary["commit"] = results["commit"]
         results["runs"].append(summary)
         print(f"[fullsize] {summary['notebook']}: {summary['status']}, {summary['s_per_step']} s/step, "
               f"peak {summary['peak_rss_mb']} MB, {summary['wall_s']} s", flush=True)
     results["total_s"] = round(time.monotonic() - t0, 1)
     results["load_average_after"] = os.getloadavg()
+    earlier = args.out / "fullsize.json"
+    if args.keep and earlier.exists():
+        old = json.loads(earlier.read_text(encoding="utf-8"))
+        if old.get("size") == size:
+            done = {r["notebook"] for r in results["runs"]}
+            kept = [r for r in old.get("runs", []) if r["notebook"] not in done]
+            results["runs"] = sorted(kept + results["runs"], key=lambda r: r["notebook"])
+            results["stand_ins"] = {**old.get("stand_ins", {}), **results["stand_ins"]}
     js, md = write_results(results, args.out)
     print(md.read_text())
     print(f"[fullsize] wrote {js} and {md}")
