@@ -136,3 +136,28 @@ def test_notebook_02_reference_solutions_are_right(sample_corpus, runs_dir):
     assert result.metrics["metrics"]["exercises"] == {"1": "correct", "2": "correct", "3": "correct", "4": "open"}
     html = result.html.read_text(encoding="utf-8")
     assert html.count("正解です(解答例)") == 3 and "解答例:" in html
+
+
+def test_notebook_02_mirrored_strategy_on_two_logical_cpus(sample_corpus, runs_dir):
+    """`-p replicas 2`: MirroredStrategy over 2 logical CPU devices (the multi-GPU code path without GPUs);
+    the global batch is batch_size x 2, so an epoch has half the steps; the model still learns and reloads."""
+    result = run_notebook(NOTEBOOK, "tiny", {"data_dir": str(sample_corpus), **SMALL_RUN, "batch_size": 8,
+                                             "replicas": 2}, runs_dir=runs_dir, quiet=True)
+    assert result.ok, result.error
+    m = result.metrics["metrics"]
+    assert m["strategy"] == "MirroredStrategy" and m["replicas"] == 2 and m["processes"] == 1
+    assert m["global_batch"] == 16 and m["total_steps"] == 7 * 6   # 8 per replica x 2: as 1 x 16 above
+    assert 0.5 <= m["accuracy"] <= 1.0 and m["reload_same_predictions"] is True
+    html = result.html.read_text(encoding="utf-8")
+    assert "global batch 16 = 8 per replica x 2 replica(s)" in html and "MirroredStrategy: 2 replica(s)" in html
+
+
+def test_notebook_02_single_device_uses_the_default_strategy_and_shows_the_scope():
+    nb = nbformat.read(str(NOTEBOOK), as_version=4)
+    source = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
+    for api in ("tf.distribute.MirroredStrategy(", "tf.distribute.MultiWorkerMirroredStrategy(",
+                "tf.distribute.cluster_resolver.SlurmClusterResolver(", "strategy.scope()",
+                "tf.config.set_logical_device_configuration(", "batch_size=global_batch"):
+        assert api in source, api
+    # the strategy is chosen before TensorFlow computes anything (the corpus, the checkpoint, the model)
+    assert source.index("strategy = ") < source.index("kerasbert.prepare_model(")

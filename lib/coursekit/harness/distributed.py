@@ -198,3 +198,43 @@ def stop_flag_all_ranks(flag: bool) -> bool:
     t = torch.tensor([1.0 if flag else 0.0], device=device)
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
     return bool(t.item() > 0)
+
+
+# ----------------------------------------------------------------------------- TensorFlow workers
+TF_PORT_BASE, TF_PORTS_PER_JOB, TF_JOB_SLOTS = 40000, 16, 1500   # 40000 + (job id % 1500) x 16
+
+
+def tf_port_base(job_id: str | int | None) -> int:
+    """The first port of a job's TensorFlow workers: 40000 + (job id % 1500) x 16, so that up to 16 tasks
+    on a node (ports base .. base + 15) never meet another job's, nor torch's MASTER_PORT (20000-39999)."""
+    if job_id is None or not str(job_id).strip().isdigit():
+        return 8888   # SlurmClusterResolver's own default
+    return TF_PORT_BASE + (int(job_id) % TF_JOB_SLOTS) * TF_PORTS_PER_JOB
+
+
+def tf_slurm_resolver_args(environ: Mapping[str, str] | None = None, *, set_gpus: bool = True) -> dict:
+    """Arguments for `tf.distribute.cluster_resolver.SlurmClusterResolver` in an srun step where every task
+    is one TensorFlow worker (MultiWorkerMirroredStrategy).
+
+    The resolver's defaults count GPUs with nvidia-smi (absent on a CPU node) and set CUDA_VISIBLE_DEVICES
+    to indices 0, 1, ...; here instead:
+      - every task sees all the node's GPUs (CUDA_VISIBLE_DEVICES lists at least as many as there are tasks
+        on the node): this task keeps its own share, in the order Slurm listed them (set here when set_gpus);
+      - Slurm gave each task its own GPU already, or there is no GPU (CPU workers): nothing is changed.
+    Call it before TensorFlow touches a GPU (before any TensorFlow computation)."""
+    env = os.environ if environ is None else environ
+    from_step = re.match(r"(\d+)", env.get("SLURM_STEP_TASKS_PER_NODE") or "")
+    tasks_here = int(from_step.group(1)) if from_step else (_tasks_on_this_node(env) or 1)
+    local = _int(env, "SLURM_LOCALID", 0) or 0
+    visible = [d.strip() for d in (env.get("CUDA_VISIBLE_DEVICES") or "").split(",")
+               if d.strip() and d.strip() not in ("-1", "NoDevFiles")]
+    args = {"port_base": tf_port_base(env.get("SLURM_JOB_ID")), "auto_set_gpu": False}
+    if len(visible) >= tasks_here > 1 or (visible and tasks_here == 1):
+        share = len(visible) // tasks_here
+        mine = visible[local * share:(local + 1) * share]
+        if set_gpus and environ is None:
+            os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(mine)
+        args.update(gpus_per_node=tasks_here * share, gpus_per_task=share)
+    else:
+        args.update(gpus_per_node=tasks_here, gpus_per_task=1)
+    return args
