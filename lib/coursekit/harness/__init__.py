@@ -14,4 +14,8 @@
 | report, report_plots | `coursekit report`: every run in one table, and its plots |
 | slides | `coursekit slides`: decks filled from results files |
 | timing | stopwatch, readable durations |
+| progress | one-line progress for the job log (loops, Keras and Trainer callbacks) |
+| threads | the thread count the job was given, for the kernel |
+| distributed | several processes under srun: ranks, rank 0 records, master address and ports |
+| utilisation | GPU (NVML) or CPU utilisation sampled while a notebook runs |
 """

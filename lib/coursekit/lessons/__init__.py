@@ -12,6 +12,7 @@
 | spm | training and loading SentencePiece models (02, 03, 04) |
 | download | downloads all or nothing, mirrors, locked shared caches (02, 03, 04) |
 | exercises | checks of the students' answers in the 演習 sections |
+| dataparallel | the tiny data-parallel training script of notebook 06 |
 
 They never import `coursekit.harness`.
 """
