@@ -248,6 +248,9 @@ def write_results(results: dict, out_dir: Path) -> tuple[Path, Path]:
               "notebooks 03, 04), over the optimizer steps it ran. Start-up is included, and for notebook 02 "
               "(Keras) the validation pass at the end of the cut-short epoch too: an upper bound. Commands:", ""]
     lines += [f"- `{r['command']}`" for r in results["runs"]]
+    notes = [f"- {r['notebook']}: {r['note']}" for r in results["runs"] if r.get("note")]
+    if notes:
+        lines += ["", "Notes:", "", *notes]
     md = out_dir / "fullsize.md"
     md.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return js, md
