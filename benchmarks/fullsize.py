@@ -268,6 +268,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="stand-ins (kept for the next run) and run folders")
     parser.add_argument("--out", type=Path, default=HERE / "results", help="where fullsize.json/.md go")
     parser.add_argument("--shared", action="store_true", help="note that the machine was busy with other work")
+    parser.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
+                        help="one more notebook parameter for every run (e.g. -p batch_size 4 where the full "
+                             "batch does not fit this machine's memory); recorded with the run")
     parser.add_argument("--keep", action="store_true",
                         help="keep the earlier results of the notebooks not run now (one notebook per run)")
     args = parser.parse_args(argv)
@@ -305,6 +308,7 @@ def main(argv: list[str] | None = None) -> int:
             params.update(corpus=str(args.livedoor), work_dir=str(runs / "pretrain-work"))
         if args.smoke:
             params.update(SMOKE_PARAMS[key])
+        params.update({name: value for name, value in args.param})
         print(f"[fullsize] notebook {NOTEBOOKS[key]} ({size}, {args.steps} steps) ...", flush=True)
         result = run_notebook(key, params, runs, f"fullsize-{size}")
         result["params"] = result["record"].get("params", {})
