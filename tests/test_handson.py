@@ -413,15 +413,7 @@ def test_status_words_are_the_runners():
     assert not errors, "status words the kit never writes: " + ", ".join(errors)
 
 
-# Guides being rewritten in another change (issue 17): their GPU requests are fixed there. Remove an
-# entry once that lands (the test then passes as XPASS until the entry goes).
-BEING_REWRITTEN = {"03_containers.md", "06_jupyterlab.md"}
-
-
-@pytest.mark.parametrize("path", [
-    pytest.param(p, marks=pytest.mark.xfail(reason=f"{p.name} is being rewritten (issue 17)", strict=False))
-    if p.name in BEING_REWRITTEN and p.parent == HANDSON else p for p in TEXTS],
-    ids=lambda p: f"{p.parent.name}/{p.name}")
+@pytest.mark.parametrize("path", TEXTS, ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_gpu_requests_use_the_scripts_syntax(path):
     """One way to ask for a GPU everywhere: the scripts' --gpus=TYPE:COUNT (no --gres, no bare count)."""
     forms = {d.get("--gpus") for d in sbatch_scripts().values()}
