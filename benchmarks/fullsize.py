@@ -225,8 +225,25 @@ def commit() -> str:
     return proc.stdout.strip() + ("+changes" if dirty else "")
 
 
+def portable(value, root: Path = Path(__file__).resolve().parents[1]):
+    """Paths of this machine written so they mean something elsewhere: the kit's own files relative to
+    the kit, ../shared/... for the shared data beside it, <tmp>/... for scratch files."""
+    if isinstance(value, dict):
+        return {k: portable(v, root) for k, v in value.items()}
+    if isinstance(value, list):
+        return [portable(v, root) for v in value]
+    if isinstance(value, str):
+        import tempfile
+
+        for prefix, label in ((str(root) + "/", ""), (str(root.parent) + "/", "../"),
+                              (tempfile.gettempdir() + "/", "<tmp>/")):
+            value = value.replace(prefix, label)
+    return value
+
+
 def write_results(results: dict, out_dir: Path) -> tuple[Path, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
+    results = portable(results)
     js = out_dir / "fullsize.json"
     js.write_text(json.dumps(results, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     m = results["machine"]
