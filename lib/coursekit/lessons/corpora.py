@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator
 
+from .download import CorpusError  # noqa: F401  (corpora.CorpusError, as before)
+
 WIKI_DUMP_URL = "https://dumps.wikimedia.org/jawiki/latest/jawiki-latest-pages-articles.xml.bz2"
 WIKI_HINT = (f"download the Japanese Wikipedia dump (about 4 GB) on the cluster's login node:\n"
              f"  wget -P data/ {WIKI_DUMP_URL}\n"
@@ -28,10 +30,6 @@ SPLITS = ("train", "valid", "test")
 # A sentence ends after 。！？ (and a run of them, e.g. ！？), unless a closing bracket or quote follows,
 # which stays with its sentence: 「はい。」と言った。 -> one sentence.
 _SENTENCE_END = re.compile(r"(?<=[。！？!?])(?![。！？!?」』）)\]】〕\"'])")
-
-
-class CorpusError(ValueError):
-    """The corpus is missing, empty, or too small for what was asked."""
 
 
 def split_sentences(text: str, min_chars: int = 1) -> list[str]:

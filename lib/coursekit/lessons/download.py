@@ -46,6 +46,10 @@ class DownloadError(RuntimeError):
     """A download failed or its file is damaged; the message names the file, the URL and the fix."""
 
 
+class CorpusError(ValueError):
+    """A corpus is missing, unusable, empty, or too small for what was asked (every loader raises it)."""
+
+
 class CorpusWarning(UserWarning):
     """The data differs from the release (missing/extra parts, unreadable files, dropped lines)."""
 

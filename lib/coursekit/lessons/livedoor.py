@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import download as _download
+from .download import CorpusError  # noqa: F401  (livedoor.CorpusError, as before)
 
 URL = "https://www.rondhuit.com/download/ldcc-20140209.tar.gz"
 ARCHIVE = "ldcc-20140209.tar.gz"
@@ -38,10 +39,6 @@ JAPANESE_NAMES = {
 }
 DOWNLOAD_HINT = (f"download {URL} and unpack it (tar xzf {ARCHIVE}), then pass the unpacked text/ "
                  "folder as data_dir, or leave data_dir empty to let the kit download it")
-
-
-class CorpusError(ValueError):
-    """The corpus folder is missing or holds no usable article."""
 
 
 @dataclass
