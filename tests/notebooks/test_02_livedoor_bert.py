@@ -83,10 +83,7 @@ def test_notebook_02_missing_corpus_fails_with_the_download_hint(tmp_path, runs_
 
 def test_notebook_02_shows_the_keras_code_and_is_committed_clean():
     nb = nbformat.read(str(NOTEBOOK), as_version=4)
-    code = [c for c in nb.cells if c.cell_type == "code"]
-    assert "parameters" in code[0].metadata.get("tags", []) and nb.metadata["kernelspec"]["name"] == "python3"
-    assert all(not c.outputs and c.execution_count is None for c in code)
-    assert len({c.id for c in nb.cells}) == len(nb.cells)
+    code = [c for c in nb.cells if c.cell_type == "code"]  # committed clean: test_all_notebooks.py
     source = "\n".join(c.source for c in code)
     # the environment variable is set before TensorFlow is imported
     assert source.index('os.environ["TF_USE_LEGACY_KERAS"] = "1"') < source.index("import tensorflow as tf")

@@ -49,10 +49,7 @@ def test_notebook_06_reference_solutions_are_right(tmp_path, runs_dir):
 
 def test_notebook_06_teaches_the_launch_and_is_committed_clean():
     nb = nbformat.read(str(NOTEBOOK), as_version=4)
-    code = [c for c in nb.cells if c.cell_type == "code"]
-    assert "parameters" in code[0].metadata.get("tags", []) and nb.metadata["kernelspec"]["name"] == "python3"
-    assert all(not c.outputs and c.execution_count is None for c in code)
-    assert len({c.id for c in nb.cells}) == len(nb.cells)
+    code = [c for c in nb.cells if c.cell_type == "code"]  # committed clean: test_all_notebooks.py
     source = "\n".join(c.source for c in code)
     for launch in ('"RANK": str(rank)', '"WORLD_SIZE": str(n)', '"MASTER_PORT"', "subprocess.Popen("):
         assert launch in source, launch

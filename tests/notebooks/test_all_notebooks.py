@@ -23,6 +23,7 @@ def test_committed_without_outputs_with_parameters_cell_and_kernelspec(path):
     tagged = [i for i, c in enumerate(code) if "parameters" in c.metadata.get("tags", [])]
     assert tagged == [0], "exactly one parameters cell, the first code cell"
     assert nb.metadata["kernelspec"]["name"] == "python3"
+    assert len({c.id for c in nb.cells}) == len(nb.cells), "stable, unique cell ids"
     assert 'profile = "full"' in code[0].source
 
 
