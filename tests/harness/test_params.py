@@ -38,6 +38,9 @@ def test_full_is_the_cell_and_a_profile_file_overrides_it(nb):
 def test_unknown_name_is_refused_with_a_suggestion(nb):
     with pytest.raises(ParameterError, match=r"unknown parameter 'step' for demo \(did you mean 'steps'\?\)"):
         params.resolve(nb, None, {"step": 3})
+    with pytest.raises(ParameterError, match=r"パラメータ 'step' はありません\('steps' のことですか\?\); "
+                                             r"known / 使える名前: name, rate, steps, use_gpu"):
+        params.resolve(nb, None, {"step": 3})
     with pytest.raises(ParameterError, match="--profile"):
         params.resolve(nb, None, {"profile": "tiny"})
 
@@ -55,7 +58,8 @@ def test_a_bad_profile_file_is_named(nb, tmp_path):
     (tmp_path / "demo.typo.yaml").write_text("stesp: 3\n")
     with pytest.raises(ParameterError, match=r"demo.typo.yaml: unknown parameter 'stesp'.*did you mean 'steps'"):
         params.resolve(nb, "typo")
-    with pytest.raises(ParameterError, match=r"no profile 'medium' \(no demo.medium.yaml\); profiles: full, small, tiny, typo"):
+    with pytest.raises(ParameterError, match=r"no profile 'medium' \(no demo.medium.yaml\) / プロファイル 'medium' "
+                                             r"はありません; profiles / 使えるプロファイル: full, small, tiny, typo"):
         params.resolve(nb, "medium")
 
 
@@ -121,6 +125,19 @@ def test_ranges_and_choices_come_from_the_comments(ranged):
 def test_impossible_values_stop_naming_parameter_value_and_limit(ranged, name, value, message):
     with pytest.raises(ParameterError, match=message):
         params.resolve(ranged, None, [(name, value)])
+
+
+def test_range_and_choice_refusals_say_it_in_japanese_too(ranged):
+    with pytest.raises(ParameterError, match=r"'seq_len' = 513 is out of range.* / パラメータ seq_len = 513 "
+                                             r"は範囲の外です。\[8, 512\] の値にしてください"):
+        params.resolve(ranged, None, [("seq_len", "513")])
+    with pytest.raises(ParameterError, match=r"パラメータ framework に 'tensorfow' は使えません。torch, "
+                                             r"tensorflow のどれかにしてください"):
+        params.resolve(ranged, None, [("framework", "tensorfow")])
+    with pytest.raises(ParameterError, match=r"パラメータが条件 val_fraction \+ test_fraction < 1 を満たしていません"):
+        params.resolve(ranged, None, [("val_fraction", "0.6"), ("test_fraction", "0.5")])
+    with pytest.raises(ParameterError, match="パラメータ seq_len には 整数 \\(int\\) を渡してください"):
+        params.resolve(ranged, None, [("seq_len", "long")])
 
 
 def test_relations_between_parameters_are_checked(ranged, tmp_path):

@@ -36,6 +36,7 @@ def test_cli_refusals_exit_2_before_anything_runs(runs_dir):
     proc = coursekit_cli("run", str(GPU_CHECK), "--profile", "tiny", "-p", "matmul_sizee", "3")
     assert proc.returncode == 2
     assert "unknown parameter 'matmul_sizee'" in proc.stderr and "did you mean 'matmul_size'" in proc.stderr
+    assert "パラメータ 'matmul_sizee' はありません('matmul_size' のことですか?)" in proc.stderr
     proc = coursekit_cli("run", str(GPU_CHECK), "--profile", "tiny", "-p", "matmul_size", "3.5")
     assert proc.returncode == 2 and "'matmul_size' expects int, got '3.5'" in proc.stderr
     proc = coursekit_cli("run", str(GPU_CHECK), "--profile", "medium")
@@ -92,7 +93,7 @@ def test_sigterm_is_recorded_as_killed_and_keeps_the_notebook(tmp_path, runs_dir
     time.sleep(4)  # well inside the 60-second loop cell
     proc.send_signal(signal.SIGTERM)  # what scancel and the time limit send
     _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 1 and "KILLED: received signal 15" in err
+    assert proc.returncode == 1 and "KILLED / 強制終了: received signal 15" in err and "時間切れ" in err
     data = json.loads((folder / "metrics.json").read_text())
     assert data["status"] == "killed"
     outputs = json.loads((folder / "sleepy.ipynb").read_text())["cells"][1].get("outputs", [])
@@ -112,6 +113,7 @@ def test_a_kernel_killed_mid_cell_is_recorded_as_failed_with_the_evidence(tmp_pa
     proc = coursekit_cli("run", str(nb), timeout=180)
     assert proc.returncode == 1
     assert "kernel died (killed by SIGKILL, exit -9): likely out of memory" in proc.stderr
+    assert "メモリ不足の可能性が高いです" in proc.stderr
     (folder,) = (runs_dir / "oom").iterdir()
     data = json.loads((folder / "metrics.json").read_text())
     assert data["status"] == "failed" and "likely out of memory" in data["runner"]["error"]
@@ -128,9 +130,11 @@ def test_a_kernel_killed_mid_cell_is_recorded_as_failed_with_the_evidence(tmp_pa
 def test_dead_kernel_reasons():
     from coursekit.harness.runner import dead_kernel_reason
 
-    assert dead_kernel_reason(-9).endswith("likely out of memory (the kernel's memory use hit the job's limit)")
-    assert dead_kernel_reason(-11) == "kernel died (killed by SIGSEGV, exit -11)"
-    assert dead_kernel_reason(3) == "kernel died (exit 3)"
+    assert "likely out of memory (the kernel's memory use hit the job's limit) / " in dead_kernel_reason(-9)
+    assert "メモリ不足" in dead_kernel_reason(-9)
+    assert dead_kernel_reason(-11).startswith("kernel died (killed by SIGSEGV, exit -11) / ")
+    assert "メモリ" not in dead_kernel_reason(-11)
+    assert dead_kernel_reason(3).startswith("kernel died (exit 3) / ")
     assert dead_kernel_reason(None).startswith("kernel died (exit status unknown")
 
 
@@ -167,6 +171,7 @@ def test_impossible_values_stop_before_anything_runs(runs_dir):
     proc = coursekit_cli("run", str(GPU_CHECK), "--profile", "tiny", "-p", "matmul_size", "0")
     assert proc.returncode == 2
     assert "parameter 'matmul_size' = 0 is out of range: it must be in [1, 65536]" in proc.stderr
+    assert "matmul_size = 0 は範囲の外です。[1, 65536] の値にしてください" in proc.stderr
     proc = coursekit_cli("run", str(GPU_CHECK), "--profile", "tiny", "-p", "frameworks", "torch,tensorfow")
     assert proc.returncode == 2 and "'tensorfow' is not allowed" in proc.stderr
     assert not runs_dir.exists() or not any(runs_dir.rglob("*.ipynb")), "nothing may run"

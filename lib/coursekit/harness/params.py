@@ -65,7 +65,8 @@ def _cell_source(notebook: Path) -> str:
             if "parameters" in cell.metadata.get("tags", []):
                 return cell.source
             break
-    raise ParameterError(f"{notebook.name}: the first code cell must be tagged `parameters`")
+    raise ParameterError(f"{notebook.name}: the first code cell must be tagged `parameters` / "
+                         "最初のコードセルに `parameters` タグを付けてください")
 
 
 def parse_cell(source: str, where: str = "parameters cell") -> dict[str, Parameter]:
@@ -78,12 +79,14 @@ def parse_cell(source: str, where: str = "parameters cell") -> dict[str, Paramet
     for node in tree.body:
         if not (isinstance(node, ast.Assign) and len(node.targets) == 1
                 and isinstance(node.targets[0], ast.Name)):
-            raise ParameterError(f"{where}, line {node.lineno}: only `name = literal` assignments belong here")
+            raise ParameterError(f"{where}, line {node.lineno}: only `name = literal` assignments belong here / "
+                                 "このセルには `名前 = 値` の行だけを書きます")
         name = node.targets[0].id
         try:
             value = ast.literal_eval(node.value)
         except ValueError:
-            raise ParameterError(f"{where}, line {node.lineno}: {name} must be a literal value") from None
+            raise ParameterError(f"{where}, line {node.lineno}: {name} must be a literal value / "
+                                 f"{name} には計算ではなく値そのものを書きます") from None
         rest = lines[node.lineno - 1].encode("utf-8")[node.value.end_col_offset:].decode("utf-8")
         comment = rest.split("#", 1)[1].strip() if "#" in rest else ""  # ast's offsets count bytes
         check, match = "", _CHECK.match(comment)
@@ -125,19 +128,23 @@ def check_value(name: str, value: Any, check: str) -> None:
         bad = [v for v in items if v not in choices] or ([] if items and any(items) else [""])
         if bad:
             what = "a comma-separated list of" if multi else "one of"
+            ja = "から選んでカンマ区切りで" if multi else "のどれかに"
             raise ParameterError(f"parameter {name!r} = {value!r}: {bad[0]!r} is not allowed; "
-                                 f"expected {what} {', '.join(choices)}")
+                                 f"expected {what} {', '.join(choices)} / パラメータ {name} に "
+                                 f"{bad[0]!r} は使えません。{', '.join(choices)} {ja}してください")
         return
     lo_text, sep, hi_text = check[1:-1].partition(",")
     if not sep:
         raise ParameterError(f"parameter {name!r}: cannot read the range {check} (write [low, high])")
     lo, hi = _number(lo_text, name, check), _number(hi_text, name, check)
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ParameterError(f"parameter {name!r}: a range {check} needs a number, the cell has {value!r}")
+        raise ParameterError(f"parameter {name!r}: a range {check} needs a number, the cell has {value!r} / "
+                             f"範囲 {check} には数の値が要ります")
     low_ok = value > lo if check[0] == "(" else value >= lo
     high_ok = value < hi if check[-1] == ")" else value <= hi
     if not (low_ok and high_ok) or (isinstance(value, float) and math.isnan(value)):
-        raise ParameterError(f"parameter {name!r} = {value!r} is out of range: it must be in {check}")
+        raise ParameterError(f"parameter {name!r} = {value!r} is out of range: it must be in {check} / "
+                             f"パラメータ {name} = {value!r} は範囲の外です。{check} の値にしてください")
 
 
 _OPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
@@ -184,7 +191,8 @@ def check_relations(exprs: list[str], values: dict[str, Any], where: str = "") -
         if not _evaluate(tree, values, expr):
             names = sorted({n.id for n in ast.walk(tree) if isinstance(n, ast.Name)})
             given = ", ".join(f"{n} = {values[n]!r}" for n in names)
-            raise ParameterError(f"parameters break the check {expr}: {given}")
+            raise ParameterError(f"parameters break the check {expr}: {given} / "
+                                 f"パラメータが条件 {expr} を満たしていません({given})")
 
 
 def declared(notebook: str | Path) -> dict[str, Parameter]:
@@ -212,7 +220,12 @@ def profiles(notebook: str | Path) -> list[str]:
 def unknown_name_message(name: str, known: list[str], notebook: str) -> str:
     close = difflib.get_close_matches(name, known, n=1)
     hint = f" (did you mean {close[0]!r}?)" if close else ""
-    return f"unknown parameter {name!r} for {notebook}{hint}; known: {', '.join(sorted(known))}"
+    hint_ja = f"({close[0]!r} のことですか?)" if close else ""
+    return (f"unknown parameter {name!r} for {notebook}{hint} / {notebook} にパラメータ {name!r} は"
+            f"ありません{hint_ja}; known / 使える名前: {', '.join(sorted(known))}")
+
+
+_TYPE_JA = {int: "整数 (int) ", float: "数 (float) ", bool: "True か False ", str: "文字列 (str) "}
 
 
 def coerce(name: str, value: Any, want: type) -> Any:
@@ -229,14 +242,17 @@ def coerce(name: str, value: Any, want: type) -> Any:
                 raise ValueError(text)
             return want(text)
         except ValueError:
-            raise ParameterError(f"parameter {name!r} expects {want.__name__}, got {value!r}") from None
+            raise ParameterError(f"parameter {name!r} expects {want.__name__}, got {value!r} / "
+                                 f"パラメータ {name} には {_TYPE_JA.get(want, want.__name__)}を渡してください") from None
     if want is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if want is not bool and isinstance(value, bool):
-        raise ParameterError(f"parameter {name!r} expects {want.__name__}, got a bool ({value!r})")
+        raise ParameterError(f"parameter {name!r} expects {want.__name__}, got a bool ({value!r}) / "
+                             f"パラメータ {name} には {_TYPE_JA.get(want, want.__name__)}を渡してください")
     if not isinstance(value, want):
         raise ParameterError(
-            f"parameter {name!r} expects {want.__name__}, got {type(value).__name__} ({value!r})")
+            f"parameter {name!r} expects {want.__name__}, got {type(value).__name__} ({value!r}) / "
+            f"パラメータ {name} には {_TYPE_JA.get(want, want.__name__)}を渡してください")
     return value
 
 
@@ -246,16 +262,18 @@ def read_profile(notebook: Path, profile: str) -> dict[str, Any]:
         return {}
     path = profile_file(notebook, profile)
     if not path.is_file():
-        raise ParameterError(f"{notebook.name} has no profile {profile!r} (no {path.name}); "
-                             f"profiles: {', '.join(profiles(notebook))}")
+        raise ParameterError(f"{notebook.name} has no profile {profile!r} (no {path.name}) / "
+                             f"プロファイル {profile!r} はありません; profiles / 使えるプロファイル: "
+                             f"{', '.join(profiles(notebook))}")
     import yaml
 
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as exc:
-        raise ParameterError(f"{path.name} is not valid YAML: {exc}") from None
+        raise ParameterError(f"{path.name} is not valid YAML / YAML として読めません: {exc}") from None
     if not isinstance(data, dict):
-        raise ParameterError(f"{path.name} must map parameter names to values")
+        raise ParameterError(f"{path.name} must map parameter names to values / "
+                             "`名前: 値` の行だけを書きます")
     return data
 
 
@@ -268,7 +286,8 @@ def resolve(notebook: str | Path, profile: str | None = None,
     notebook = Path(notebook)
     table = declared(notebook)
     if "profile" not in table:
-        raise ParameterError(f"{notebook.name} has no `profile` in its parameters cell")
+        raise ParameterError(f"{notebook.name} has no `profile` in its parameters cell / "
+                             "parameters セルに `profile` がありません")
     values = {name: p.default for name, p in table.items()}
     known = [n for n in table if n != "profile"]
     layers = [(profile_file(notebook, profile).name if profile and profile != DEFAULT_PROFILE else "",
@@ -280,7 +299,8 @@ def resolve(notebook: str | Path, profile: str | None = None,
             if name == "profile":
                 if source:  # a profile file names itself
                     continue
-                raise ParameterError("set the profile with --profile NAME, not -p profile")
+                raise ParameterError("set the profile with --profile NAME, not -p profile / "
+                                     "プロファイルは -p ではなく --profile 名前 で選びます")
             if name not in known:
                 message = unknown_name_message(name, known, notebook.stem)
                 raise ParameterError(f"{source}: {message}" if source else message)

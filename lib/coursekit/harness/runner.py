@@ -30,6 +30,9 @@ from .runs import WARNINGS_FILE, RunFolderError
 from .timing import format_seconds
 
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+# how a run ended, for the student's closing line (metrics.json keeps the English status)
+STATUS_JA = {"completed": "完了しました", "failed": "失敗しました", "killed": "強制終了されました",
+             "preempted": "中断しました(再投入で続きから)"}
 
 
 @dataclass
@@ -113,7 +116,8 @@ def _exit_recording_kernel_manager():
 def dead_kernel_reason(exit_code: int | None) -> str:
     """'kernel died (killed by SIGKILL, exit -9: likely out of memory)' and the like."""
     if exit_code is None:
-        return "kernel died (exit status unknown; a SIGKILL from the out-of-memory killer looks like this)"
+        return ("kernel died (exit status unknown; a SIGKILL from the out-of-memory killer looks like this) / "
+                "カーネルが止まりました(終了の理由は不明。メモリ不足で強制終了されたときもこう見えます)")
     if exit_code < 0:
         try:
             name = signal.Signals(-exit_code).name
@@ -121,8 +125,10 @@ def dead_kernel_reason(exit_code: int | None) -> str:
             name = f"signal {-exit_code}"
         oom = ": likely out of memory (the kernel's memory use hit the job's limit)" \
             if -exit_code == signal.SIGKILL else ""
-        return f"kernel died (killed by {name}, exit {exit_code}){oom}"
-    return f"kernel died (exit {exit_code})"
+        oom_ja = "。メモリ不足の可能性が高いです(ジョブのメモリの上限に達しました。--mem を増やすか、" \
+            "batch_size などを小さくしてください)" if -exit_code == signal.SIGKILL else ""
+        return f"kernel died (killed by {name}, exit {exit_code}){oom} / カーネルが {name} で止まりました{oom_ja}"
+    return f"kernel died (exit {exit_code}) / カーネルが止まりました(終了コード {exit_code})"
 
 
 def _mark_dead_cell(out_nb: Path, reason: str) -> None:
@@ -140,7 +146,8 @@ def _mark_dead_cell(out_nb: Path, reason: str) -> None:
     if cell is not None:
         cell.outputs.append(nbformat.v4.new_output(
             "error", ename="DeadKernelError", evalue=reason,
-            traceback=[f"DeadKernelError: {reason}", "The notebook stopped here; later cells did not run."]))
+            traceback=[f"DeadKernelError: {reason}", "The notebook stopped here; later cells did not run. / "
+                       "ノートブックはここで止まり、これより後のセルは実行されていません。"]))
         cell.metadata["papermill"]["status"] = "failed"
     nb.metadata.setdefault("papermill", {})["exception"] = True
     nbformat.write(nb, str(out_nb))
@@ -162,10 +169,12 @@ def _job_context(run_dir: Path, say) -> Iterator[None]:
     on by sbatch/run-notebook.sh) asks it to checkpoint and stop; the kernel inherits
     COURSEKIT_RUN_DIR (where `record.open_run` and `preemption` look)."""
     def on_term(signum, frame):
-        raise JobKilled(f"received signal {signum} (job cancelled or out of time)")
+        raise JobKilled(f"received signal {signum} (job cancelled or out of time) / "
+                        f"シグナル {signum} を受けました(ジョブの取り消し scancel か、時間切れ)")
 
     def on_warning(signum, frame):
-        say(f"\ncoursekit run: warning signal {signum}: asking the notebook to checkpoint and stop")
+        say(f"\ncoursekit run: warning signal {signum}: asking the notebook to checkpoint and stop / "
+            "終了予告のシグナルを受けました。チェックポイントを保存して止めます")
         preemption.request_stop(run_dir, f"signal {signum}")
 
     main = threading.current_thread() is threading.main_thread()
@@ -212,25 +221,26 @@ def _execute(notebook: Path, out_nb: Path, values: dict, kernel: str, quiet: boo
         )
     except DeadKernelError:
         reason = dead_kernel_reason(kernel_exit.get("exit"))
-        say(f"\nFAILED: {reason}")
+        say(f"\nFAILED / 失敗: {reason}")
         if out_nb.exists():
             _mark_dead_cell(out_nb, reason)
         return "failed", reason
     except PapermillExecutionError as exc:
         error = f"cell {exc.exec_count}: {exc.ename}: {exc.evalue}"
         if exc.ename == preemption.Preempted.__name__:
-            say(f"\nPREEMPTED: checkpoint saved ({exc.evalue}); the job can be requeued")
+            say(f"\nPREEMPTED: checkpoint saved ({exc.evalue}); the job can be requeued / "
+                "中断: チェックポイントを保存しました。ジョブを再投入すると続きから再開します")
             return "preempted", error
         trace = ANSI.sub("", "\n".join(exc.traceback or []))
-        say(f"\nFAILED in {error}\n{trace}")
+        say(f"\nFAILED in {error} / セル {exc.exec_count} でエラーになりました\n{trace}")
         return "failed", error
     except (JobKilled, KeyboardInterrupt) as exc:
-        error = str(exc) or "interrupted"
-        say(f"\nKILLED: {error}")
+        error = str(exc) or "interrupted / 中断されました"
+        say(f"\nKILLED / 強制終了: {error}")
         return "killed", error
     except Exception as exc:  # the kernel could not start, a timeout, ...: still an outcome on record
         error = f"{type(exc).__name__}: {exc}"
-        say(f"\nFAILED: {error}")
+        say(f"\nFAILED / 失敗: {error}")
         return "failed", error
     return "completed", None
 
@@ -241,7 +251,7 @@ def _export(out_nb: Path, html: bool, say) -> Path | None:
     try:
         return export_html(out_nb)
     except Exception as exc:  # an export problem must not hide the run's own outcome
-        say(f"warning: HTML export failed: {type(exc).__name__}: {exc}")
+        say(f"warning: HTML export failed / HTML に書き出せませんでした: {type(exc).__name__}: {exc}")
         return None
 
 
@@ -253,7 +263,7 @@ def run_notebook(notebook: str | Path, profile: str | None = None,
     (the result says ok=False and carries the error), raises ParameterError for bad parameters."""
     notebook = Path(notebook)
     if not notebook.is_file():
-        raise FileNotFoundError(f"notebook not found: {notebook}")
+        raise FileNotFoundError(f"notebook not found: {notebook} / ノートブックが見つかりません")
     values = params_mod.resolve(notebook, profile, parameters)
     if name is not None:
         runs.check_name(name)
@@ -294,7 +304,8 @@ def run_notebook(notebook: str | Path, profile: str | None = None,
     }
     data = _record_outcome(run_dir, notebook, values["profile"], values, runner,
                            {"utilisation": sampler.summary()})
-    say(f"coursekit run: {status} in {format_seconds(duration)}; results in {run_dir}")
+    say(f"coursekit run: {status} in {format_seconds(duration)}; results in {run_dir} / "
+        f"{STATUS_JA.get(status, status)}({format_seconds(duration)})。結果: {run_dir}")
     return RunResult(run_dir, out_nb, html_path, data, status == "completed", error)
 
 
@@ -319,7 +330,8 @@ def _run_other_rank(notebook: Path, values: dict, root: Path | None, launch: dic
     env = {**launch["env"], distributed.MAIN_RUN_DIR_VAR: str(main_dir)}
     with _job_context(scratch, say), threads.for_kernel(None), _kernel_env(env):
         status, error = _execute(notebook, out_nb, values, kernel, quiet, say)
-    say(f"coursekit run: rank {launch['rank']}: {status} in {format_seconds(time.perf_counter() - t0)}")
+    took = format_seconds(time.perf_counter() - t0)
+    say(f"coursekit run: rank {launch['rank']}: {status} in {took} / {STATUS_JA.get(status, status)}({took})")
     data = {"status": status, "rank": launch["rank"], "error": error}
     return RunResult(scratch, out_nb, None, data, status == "completed", error)
 

@@ -26,7 +26,8 @@ def check_name(name: str, what: str = "run name") -> str:
     if (not text.strip() or text in (".", "..") or "/" in text or "\\" in text or "\0" in text
             or text.startswith("~") or Path(text).is_absolute() or text != text.strip()):
         raise RunFolderError(f"{what} {name!r} is not a plain folder name: it must stay inside the runs "
-                             "folder (no '/', no '..', not absolute, not empty)")
+                             "folder (no '/', no '..', not absolute, not empty) / "
+                             f"{name!r} はフォルダ名に使えません('/' や '..' を含まない、空でない名前にしてください)")
     return text
 
 
@@ -34,7 +35,8 @@ def check_root(root: Path) -> Path:
     """The runs folder, created if needed; a clear RunFolderError when it is a file or not writable."""
     root = Path(root).expanduser()
     if root.exists() and not root.is_dir():
-        raise RunFolderError(f"runs folder {root} is a file, not a folder: pass another --runs-dir")
+        raise RunFolderError(f"runs folder {root} is a file, not a folder: pass another --runs-dir / "
+                             "これはフォルダではなくファイルです。--runs-dir で別のフォルダを指定してください")
     try:
         root.mkdir(parents=True, exist_ok=True)
         probe = root / f".write-test-{os.getpid()}"
@@ -42,7 +44,8 @@ def check_root(root: Path) -> Path:
         probe.unlink()
     except OSError as exc:
         raise RunFolderError(f"runs folder {root} cannot be used ({exc.strerror or exc}): pass a "
-                             "writable folder with --runs-dir or set COURSEKIT_RUNS") from None
+                             "writable folder with --runs-dir or set COURSEKIT_RUNS / このフォルダには書き込めません。"
+                             "書き込めるフォルダを --runs-dir か COURSEKIT_RUNS で指定してください") from None
     return root
 
 
