@@ -163,6 +163,27 @@ def test_alt_download_is_verified_and_a_bad_file_is_refetched(tmp_path, monkeypa
     assert len(corpus["train"]) == 2
 
 
+def test_small_parallel_enja_by_name_downloads_once_and_verifies(tmp_path, monkeypatch):
+    from coursekit.lessons import download
+    from ..fileserver import FileServer
+
+    served = write_parallel(tmp_path / "served")
+    cache = tmp_path / "cache"
+    monkeypatch.chdir(tmp_path)  # no folder named small_parallel_enja here: the name means the download
+    with FileServer(served) as server:
+        with pytest.raises(download.DownloadError, match=r"train\.en.*HTML page"):
+            alt.download_small_parallel(cache, server.url("html", "").rstrip("/"))
+        monkeypatch.setenv(download.MIRROR_ENV, server.url("ok", "").rstrip("/"))
+        corpus, report = alt.load_corpus("small_parallel_enja", cache)
+        assert {f"/ok/{s}.{lang}" for s in ("train", "dev", "test") for lang in ("en", "ja")} <= set(server.hits)
+        assert all(n == 1 for path, n in server.hits.items() if path.startswith("/ok/"))
+        again, _ = alt.load_corpus("small_parallel_enja", cache)  # cached and valid: no request
+        assert sum(n for path, n in server.hits.items() if path.startswith("/ok/")) == 6
+    assert {k: len(v) for k, v in corpus.items()} == {"train": 400, "validation": 50, "test": 50}
+    assert report["format"] == "parallel" and all(" " not in t for t in again["test"]["ja"])
+    assert alt.SMALL_PARALLEL_URL.startswith("https://raw.githubusercontent.com/odashi/small_parallel_enja/")
+
+
 def test_text_that_is_not_utf8_is_an_error_naming_the_file(tmp_path):
     folder = write_parallel(tmp_path / "par")
     (folder / "dev.ja").write_bytes("犬 を 見る 。\n".encode("shift_jis") * 50)

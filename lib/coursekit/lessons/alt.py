@@ -7,7 +7,10 @@ Three sources, one call (`load_corpus`):
   beside it. Accepted as the zip file, as an unpacked folder, or downloaded (empty source);
 - plain parallel text files `train.en`/`train.ja`, `dev.*`, `test.*` (one sentence a line), e.g.
   small_parallel_enja, whose Japanese is split into words by KyTea: the spaces are removed;
-- a Hugging Face hub dataset (`hf:mutiyama/alt`) where the hub is reachable.
+- a Hugging Face hub dataset (`hf:mutiyama/alt`) where the hub is reachable;
+- the name `small_parallel_enja`: those six files downloaded from GitHub (odashi/small_parallel_enja,
+  50,000 short sentence pairs from the Tanaka Corpus; the tiny profile's corpus: a small model learns
+  to translate them in minutes, which ALT's long news sentences do not allow).
 
 Problems are never a silent misalignment: missing files and mismatched line counts raise errors,
 ids present in one language only and empty sentences are dropped and counted in the report.
@@ -27,6 +30,8 @@ ALT_URLS = {name: ALT_PAGE + name for name in
             (f"{ALT_RELEASE}.zip", "URL-train.txt", "URL-dev.txt", "URL-test.txt")}
 SPLITS = {"train": "train", "dev": "validation", "test": "test"}  # file name -> DatasetDict key
 HUB_PREFIX = "hf:"
+SMALL_PARALLEL = "small_parallel_enja"  # a data_dir naming this corpus downloads it
+SMALL_PARALLEL_URL = "https://raw.githubusercontent.com/odashi/small_parallel_enja/master/"
 
 # A space with a non-ASCII (Japanese) character on either side is a word boundary added by a tokenizer.
 _JA_SPACE = re.compile(r"(?<=[^\x00-\x7f]) +(?=\S)|(?<=\S) +(?=[^\x00-\x7f])")
@@ -204,6 +209,22 @@ def download_alt(cache_dir: str | Path, base_url: str = "") -> Path:
     return folder
 
 
+def download_small_parallel(cache_dir: str | Path, base_url: str = "", src: str = "en",
+                            tgt: str = "ja") -> Path:
+    """small_parallel_enja's train/dev/test.<lang> files in cache_dir/small_parallel_enja, each
+    downloaded once and verified (UTF-8 text, no HTML page); return the folder. `base_url` empty:
+    GitHub, or $COURSEKIT_MIRROR."""
+    folder = Path(cache_dir).expanduser() / SMALL_PARALLEL
+    hint = (f"download train/dev/test.{src} and .{tgt} from {SMALL_PARALLEL_URL} by hand into one folder "
+            "and pass the folder as data_dir")
+    for split in SPLITS:
+        for lang in (src, tgt):
+            name = f"{split}.{lang}"
+            url = base_url.rstrip("/") + "/" + name if base_url else _download.source_url(SMALL_PARALLEL_URL + name)
+            _download.fetch(url, folder, name, hint=hint, verify=_download.verify_text)
+    return folder
+
+
 def _read_text(path) -> str:
     """A file of the corpus as strict UTF-8 (never replacement characters); errors name the file."""
     return _download.decode_utf8(path.read_bytes(), path)
@@ -213,8 +234,11 @@ def load_corpus(source: str | Path = "", cache_dir: str | Path = "~/.cache/cours
                 src: str = "en", tgt: str = "ja"):
     """One entry point: "" downloads ALT (or from $COURSEKIT_MIRROR); a URL of a folder holding the
     release's files downloads from there; "hf:NAME" reads the hub; a folder of train.en/train.ja is a
-    parallel corpus; anything else is an ALT release (zip or folder). Returns (DatasetDict, report)."""
+    parallel corpus; "small_parallel_enja" (no such folder here) downloads that corpus into cache_dir;
+    anything else is an ALT release (zip or folder). Returns (DatasetDict, report)."""
     source = str(source or "")
+    if source == SMALL_PARALLEL and not Path(source).exists():
+        return load_parallel(download_small_parallel(cache_dir, src=src, tgt=tgt), src=src, tgt=tgt)
     if source.startswith(HUB_PREFIX):
         return load_hub(source[len(HUB_PREFIX):], src=src, tgt=tgt)
     if not source or _download.is_url(source):

@@ -136,12 +136,22 @@ def verify_file(path: str | Path) -> None:
         if bad:
             raise ValueError(f"damaged zip archive: CRC error in {bad}")
     elif name.endswith(".txt"):
-        if _looks_like_html(head):
-            raise ValueError("the file is an HTML page, not the text file")
-        try:
-            path.read_bytes().decode("utf-8-sig")
-        except UnicodeDecodeError as exc:
-            raise ValueError(f"not UTF-8 text ({exc})") from None
+        verify_text(path)
+
+
+def verify_text(path: str | Path) -> None:
+    """Raise ValueError unless the file is non-empty UTF-8 text (not an HTML page); for text files
+    whose names do not end in .txt (train.en, train.ja, ...)."""
+    path = Path(path)
+    raw = path.read_bytes()
+    if not raw:
+        raise ValueError("the file is empty")
+    if _looks_like_html(raw[:1024]):
+        raise ValueError("the file is an HTML page, not the text file")
+    try:
+        raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"not UTF-8 text ({exc})") from None
 
 
 # ----------------------------------------------------------------------------- locks
