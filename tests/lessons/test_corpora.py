@@ -58,7 +58,7 @@ def test_read_source_text_folder_missing_path_and_wrong_file(tmp_path):
     assert len(docs) == 5 and not any("not a document" in d for d in docs)
     with pytest.raises(corpora.CorpusError, match=r"(?s)corpus not found.*wget.*dumps\.wikimedia\.org"):
         corpora.read_source(str(tmp_path / "nope"), tmp_path)
-    with pytest.raises(corpora.CorpusError, match="Wikipedia dump not found"):
+    with pytest.raises(corpora.CorpusError, match="Wikipedia dump not found.*Wikipedia のダンプが見つかりません"):
         corpora.read_source(str(tmp_path / "jawiki-pages-articles.xml.bz2"), tmp_path)
     with pytest.raises(corpora.CorpusError, match="got the file"):
         corpora.read_source(str(folder / "doc-00000.txt"), tmp_path)

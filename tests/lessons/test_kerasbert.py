@@ -134,6 +134,7 @@ def test_seq_len_longer_than_the_position_embeddings_is_refused(tiny_ckpt):
     with pytest.raises(ValueError, match=r"seq_len=33 is longer than max_position_embeddings=32") as err:
         kerasbert.check_seq_len(33, config_path)
     assert str(config_path) in str(err.value)
+    assert "seq_len を 32 以下にしてください" in str(err.value)
     with pytest.raises(ValueError, match="seq_len=512 is longer than max_position_embeddings=32"):
         kerasbert.check_seq_len(512, SMALL)
     with pytest.raises(ValueError, match="too short"):

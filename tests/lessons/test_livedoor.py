@@ -49,8 +49,10 @@ def test_bad_files_are_counted_not_fatal(sample):
 
 
 def test_missing_folder_gives_the_download_hint(tmp_path):
-    with pytest.raises(livedoor.CorpusError, match="not found.*\n.*ldcc-20140209.tar.gz"):
+    with pytest.raises(livedoor.CorpusError, match="not found.*\n.*ldcc-20140209.tar.gz") as err:
         livedoor.load_corpus(tmp_path / "nowhere")
+    assert "livedoor コーパスのフォルダが見つかりません" in str(err.value)
+    assert "text/ フォルダを -p data_dir で渡す" in str(err.value), "what to do, in Japanese too"
     with pytest.raises(livedoor.CorpusError, match="not found"):
         livedoor.locate(tmp_path / "nowhere")
     (tmp_path / "empty").mkdir()

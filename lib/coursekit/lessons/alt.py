@@ -50,7 +50,8 @@ def _alt_member(root, lang: str):
         if path.is_file():
             return path
     raise FileNotFoundError(f"data_{lang}.txt not found in {root} (looked for "
-                            f"{', '.join(str(c) for c in candidates)}); is this the ALT release?")
+                            f"{', '.join(str(c) for c in candidates)}); is this the ALT release? / "
+                            f"data_{lang}.txt が見つかりません。ALT の配布ファイルか確かめてください")
 
 
 def parse_alt_lines(text: str, stats: Counter | None = None) -> dict[str, str]:
@@ -86,12 +87,13 @@ def _find_alt(path: Path) -> tuple[object, Path]:
     path = Path(path).expanduser()
     if not path.exists():
         raise FileNotFoundError(f"ALT corpus not found at {path}: download {ALT_URLS[ALT_RELEASE + '.zip']} "
-                                f"and URL-train/dev/test.txt from {ALT_PAGE} into one folder")
+                                f"and URL-train/dev/test.txt from {ALT_PAGE} into one folder / ALT コーパスが"
+                                "見つかりません。zip と URL-train/dev/test.txt を同じフォルダにダウンロードしてください")
     if path.is_dir() and (path / f"{ALT_RELEASE}.zip").exists():  # the folder holding the release
         path = path / f"{ALT_RELEASE}.zip"
     if path.is_file():
         if not zipfile.is_zipfile(path):
-            raise ValueError(f"{path} is not a zip file")
+            raise ValueError(f"{path} is not a zip file / zip ファイルではありません")
         root = zipfile.Path(zipfile.ZipFile(path))
     else:
         root = path
@@ -99,7 +101,8 @@ def _find_alt(path: Path) -> tuple[object, Path]:
                       if (d / "URL-train.txt").is_file()), None)
     if split_dir is None:
         raise FileNotFoundError(f"URL-train.txt / URL-dev.txt / URL-test.txt not found beside {path}: "
-                                f"download them from {ALT_PAGE}")
+                                f"download them from {ALT_PAGE} / 分割のファイルが見つかりません。"
+                                "同じフォルダにダウンロードしてください")
     return root, split_dir
 
 
@@ -118,7 +121,8 @@ def load_alt(path: str | Path, src: str = "en", tgt: str = "ja"):
     for name, key in SPLITS.items():
         split_file = split_dir / f"URL-{name}.txt"
         if not split_file.is_file():
-            raise FileNotFoundError(f"{split_file} not found: download it from {ALT_PAGE}")
+            raise FileNotFoundError(f"{split_file} not found: download it from {ALT_PAGE} / "
+                                    f"{split_file.name} が見つかりません")
         for article in parse_split_file(_read_text(split_file)):
             article_split.setdefault(article, []).append(key)
     rows = {key: {src: [], tgt: []} for key in SPLITS.values()}
@@ -155,14 +159,15 @@ def load_parallel(folder: str | Path, src: str = "en", tgt: str = "ja", detokeni
     missing = [f"{name}.{lang}" for name in SPLITS for lang in (src, tgt) if not (folder / f"{name}.{lang}").is_file()]
     if missing:
         raise FileNotFoundError(f"parallel corpus file(s) missing in {folder}: {', '.join(missing)} "
-                                f"(expected train/dev/test.{src} and .{tgt})")
+                                f"(expected train/dev/test.{src} and .{tgt}) / 対訳コーパスのファイルが足りません")
     out = {}
     for name, key in SPLITS.items():
         paths = {lang: folder / f"{name}.{lang}" for lang in (src, tgt)}
         lines = {lang: _read_text(p).splitlines() for lang, p in paths.items()}
         if len(lines[src]) != len(lines[tgt]):
             raise ValueError(f"{paths[src].name} has {len(lines[src])} lines but {paths[tgt].name} has "
-                             f"{len(lines[tgt])}: the files are not aligned line by line")
+                             f"{len(lines[tgt])}: the files are not aligned line by line / "
+                             "行数が合わないので、1 行ずつの対訳になっていません")
         rows = {src: [], tgt: []}
         for a, b in zip(lines[src], lines[tgt]):
             a, b = a.strip(), b.strip()

@@ -24,7 +24,9 @@ WIKI_DUMP_URL = "https://dumps.wikimedia.org/jawiki/latest/jawiki-latest-pages-a
 WIKI_HINT = (f"download the Japanese Wikipedia dump (about 4 GB) on the cluster's login node:\n"
              f"  wget -P data/ {WIKI_DUMP_URL}\n"
              "and pass its path with -p corpus data/jawiki-latest-pages-articles.xml.bz2, or pass a folder of "
-             ".txt files, or 'livedoor'")
+             ".txt files, or 'livedoor'\n"
+             "ログインノードで日本語 Wikipedia のダンプ(約 4 GB)をダウンロードして -p corpus で渡すか、"
+             ".txt のフォルダ、または 'livedoor' を渡してください")
 SPLITS = ("train", "valid", "test")
 
 # A sentence ends after 。！？ (and a run of them, e.g. ！？), unless a closing bracket or quote follows,
@@ -51,17 +53,18 @@ def extract_wikipedia(dump: str | Path, out_dir: str | Path, processes: int = 2)
     per line, in out_dir/AA/wiki_00 ...); return out_dir. Skipped when out_dir already holds output."""
     dump = Path(dump).expanduser()
     if not dump.is_file():
-        raise CorpusError(f"Wikipedia dump not found: {dump}\n{WIKI_HINT}")
+        raise CorpusError(f"Wikipedia dump not found: {dump} / Wikipedia のダンプが見つかりません\n{WIKI_HINT}")
     out = Path(out_dir)
     if any(out.glob("*/wiki_*")):
-        print(f"wikiextractor output found in {out}, not extracting again")
+        print(f"wikiextractor output found in {out}, not extracting again / 抽出済みの結果を使います")
         return out
     out.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, "-m", "wikiextractor.WikiExtractor", str(dump), "--json", "-o", str(out),
            "--processes", str(max(1, processes)), "-q"]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
-        raise CorpusError(f"wikiextractor failed (exit {proc.returncode}) on {dump}:\n{proc.stderr[-2000:]}")
+        raise CorpusError(f"wikiextractor failed (exit {proc.returncode}) on {dump} / "
+                          f"wikiextractor が失敗しました:\n{proc.stderr[-2000:]}")
     return out
 
 
@@ -135,10 +138,11 @@ def read_source(source: str, work_dir: str | Path, *, livedoor_cache: str = "~/.
     if path.name.endswith((".xml.bz2", ".xml")):
         return list(read_wikiextractor(extract_wikipedia(path, Path(work_dir) / "wikiextractor", processes)))
     if not path.exists():
-        raise CorpusError(f"corpus not found: {path}\n{WIKI_HINT}")
+        raise CorpusError(f"corpus not found: {path} / コーパスが見つかりません\n{WIKI_HINT}")
     if not path.is_dir():
         raise CorpusError(f"corpus must be a Wikipedia dump (*.xml.bz2), a folder of .txt files or "
-                          f"'livedoor', got the file {path}")
+                          f"'livedoor', got the file {path} / コーパスには Wikipedia のダンプ、.txt のフォルダ、"
+                          "'livedoor' のどれかを渡してください")
     if _is_livedoor(path):
         return read_livedoor(path, livedoor_cache, seed=seed)
     return list(read_text_folder(path))
@@ -172,14 +176,16 @@ def write_layout(documents: Iterable[str], out_dir: str | Path, *, valid_fractio
                          "in [0, 1) with a sum below 1")
     docs = [s for s in (split_sentences(d, min_chars) for d in documents) if s]
     if not docs:
-        raise CorpusError(f"empty corpus: no sentence of {min_chars} or more characters in the documents given")
+        raise CorpusError(f"empty corpus: no sentence of {min_chars} or more characters in the documents given / "
+                          f"{min_chars} 文字以上の文が一つもありません")
     random.Random(seed).shuffle(docs)
     if max_documents > 0:
         docs = docs[:max_documents]
     n_valid = max(1, round(len(docs) * valid_fraction)) if valid_fraction else 0
     n_test = max(1, round(len(docs) * test_fraction)) if test_fraction else 0
     if len(docs) - n_valid - n_test < 1:
-        raise CorpusError(f"only {len(docs)} document(s): too few for a training, validation and test split")
+        raise CorpusError(f"only {len(docs)} document(s): too few for a training, validation and test split / "
+                          f"文書が {len(docs)} 件しかなく、学習・検証・テストに分けられません")
     parts = {"valid": docs[:n_valid], "test": docs[n_valid:n_valid + n_test], "train": docs[n_valid + n_test:]}
     layout = Layout(Path(out_dir))
     for split in SPLITS:

@@ -58,7 +58,8 @@ class CorpusWarning(UserWarning):
 def data_warning(source: str, message: str, counts: dict | None = None, stacklevel: int = 2) -> None:
     """Say loudly that the data differs from the release: a CorpusWarning, plus an entry in the run
     folder's warnings.json (when running under `coursekit run`), so the run record shows it."""
-    warnings.warn(f"{source}: {message}", CorpusWarning, stacklevel=stacklevel + 1)
+    warnings.warn(f"{source}: {message} / データが配布元のものと違います(この内容は metrics.json の "
+                  "warnings にも残ります)", CorpusWarning, stacklevel=stacklevel + 1)
     run_dir = os.environ.get(RUN_DIR_ENV)
     if not run_dir or not Path(run_dir).is_dir():
         return
@@ -169,13 +170,15 @@ def cache_lock(folder: str | Path, say: Callable[[str], None] = print):
             try:
                 lock.acquire(timeout=0)
             except Timeout:
-                say(f"waiting for another job that is filling the cache {folder} (lock {lock.lock_file})")
+                say(f"waiting for another job that is filling the cache {folder} (lock {lock.lock_file}) / "
+                    "ほかのジョブがキャッシュを作っているので、終わるのを待ちます")
                 try:
                     lock.acquire()
                 except Timeout:
                     raise DownloadError(f"gave up after {LOCK_TIMEOUT_S} s waiting for the lock "
                                         f"{lock.lock_file}: is another job stuck? Remove the lock file "
-                                        "only when no job uses this cache") from None
+                                        "only when no job uses this cache / ロックの待ち時間が上限を超えました。"
+                                        "このキャッシュを使うジョブがないときだけロックファイルを消してください") from None
             return self
 
         def __exit__(self, *exc):
@@ -234,20 +237,22 @@ def fetch(url: str, cache_dir: str | Path, fname: str | None = None, *, known_ha
                 verify(target)
                 return target
             except (ValueError, OSError) as exc:
-                say(f"the cached {target} is damaged ({exc}): fetching it again")
+                say(f"the cached {target} is damaged ({exc}): fetching it again / "
+                    "キャッシュのファイルが壊れているので、ダウンロードし直します")
                 target.unlink()
         private = Path(tempfile.mkdtemp(prefix=f".download-{os.getpid()}-", dir=cache))
         try:
             try:
                 got = _download_to(url, private, fname, known_hash, progressbar, timeout)
             except Exception as exc:  # requests/pooch/OSError: anything that stops the download
-                raise DownloadError(f"could not download {url} to {target}: {type(exc).__name__}: "
-                                    f"{exc}{_fix(hint)}") from exc
+                raise DownloadError(f"could not download {url} to {target} / ダウンロードできませんでした: "
+                                    f"{type(exc).__name__}: {exc}{_fix(hint)}") from exc
             try:
                 verify(got)
             except (ValueError, OSError) as exc:
                 raise DownloadError(f"the download of {url} is not usable: {exc}. Nothing was kept "
-                                    f"under {target}{_fix(hint)}") from None
+                                    f"under {target} / ダウンロードしたファイルが使えません(何も残していません)"
+                                    f"{_fix(hint)}") from None
             os.replace(got, target)
         finally:
             shutil.rmtree(private, ignore_errors=True)
@@ -255,8 +260,9 @@ def fetch(url: str, cache_dir: str | Path, fname: str | None = None, *, known_ha
 
 
 def _fix(hint: str) -> str:
-    mirror = f" To use a lab's copy, set {MIRROR_ENV} to its URL or folder (the file is looked up by name)."
-    return f".{mirror}" + (f"\nOr: {hint}" if hint else "")
+    mirror = (f" To use a lab's copy, set {MIRROR_ENV} to its URL or folder (the file is looked up by name)."
+              f"\n研究室のコピーを使うときは {MIRROR_ENV} にその URL かフォルダを設定してください。")
+    return f".{mirror}" + (f"\nOr / または: {hint}" if hint else "")
 
 
 # ----------------------------------------------------------------------------- unpack
@@ -280,7 +286,7 @@ def unpack(archive: str | Path, cache_dir: str | Path, name: str,
             return dest
         if dest.exists():
             say(f"{dest} is incomplete (no {COMPLETE_MARK}: an earlier unpacking was interrupted): "
-                "unpacking again")
+                "unpacking again / 前回の展開が途中で止まっていたので、展開し直します")
             stale = cache / f".stale-{os.getpid()}-{int(time.time())}"
             os.replace(dest, stale)
             shutil.rmtree(stale, ignore_errors=True)
@@ -289,7 +295,8 @@ def unpack(archive: str | Path, cache_dir: str | Path, name: str,
             extract(Path(archive), private)
             result = private / name
             if not result.is_dir():
-                raise DownloadError(f"{archive} holds no {name}/ folder: is it the right archive?")
+                raise DownloadError(f"{archive} holds no {name}/ folder: is it the right archive? / "
+                                    f"{name}/ フォルダがありません。正しいアーカイブか確かめてください")
             if check:
                 check(result)
             (result / COMPLETE_MARK).write_text(f"unpacked from {archive} at {time.ctime()}\n")

@@ -148,7 +148,8 @@ def check_pretrained_files(config_path: str | Path, checkpoint: str | Path,
     if spm_model is not None and not Path(spm_model).is_file():
         missing.append(f"SentencePiece model: {spm_model}")
     if missing:
-        raise FileNotFoundError("pre-trained BERT files not found:\n  " + "\n  ".join(missing) +
+        raise FileNotFoundError("pre-trained BERT files not found / 事前学習済み BERT のファイルがありません:\n  "
+                                + "\n  ".join(missing) +
                                 (f"\n{hint}" if hint else ""))
 
 
@@ -168,7 +169,9 @@ PRETRAINED_HINT = (
     "  2. write its bert_config.json (not in that folder): python -c \"from coursekit.lessons import kerasbert; "
     "kerasbert.write_config(kerasbert.BERT_JAPANESE_CONFIG, 'models/bert-japanese/bert_config.json')\"\n"
     "  or pass -p bert_config PATH -p bert_checkpoint PREFIX -p spm_model PATH.\n"
-    "  Or run the tiny profile, which writes its own small BERT.")
+    "  Or run the tiny profile, which writes its own small BERT.\n"
+    "full プロファイルは yoheikikuta/bert-japanese のモデルを使います。上の 1. と 2. のファイルを "
+    "models/bert-japanese/ に置くか、tiny プロファイル(小さな BERT を自分で作ります)で実行してください。")
 
 
 def write_config(config: dict, path: str | Path) -> Path:
@@ -193,7 +196,8 @@ def prepare_model(out_dir: str | Path, train_texts: Sequence[str], *, bert_confi
     given = [bool(bert_config), bool(bert_checkpoint), bool(spm_model)]
     if any(given) and not all(given):
         raise ValueError("give all three of bert_config, bert_checkpoint and spm_model, or none "
-                         "(none: a tiny BERT is written for this run)")
+                         "(none: a tiny BERT is written for this run) / bert_config、bert_checkpoint、"
+                         "spm_model は三つとも渡すか、三つとも空にしてください(空: 小さな BERT をこの実行で作ります)")
     if all(given):
         check_pretrained_files(bert_config, bert_checkpoint, spm_model, hint=PRETRAINED_HINT)
         return {"config": Path(bert_config), "checkpoint": Path(bert_checkpoint),
@@ -221,9 +225,11 @@ def check_seq_len(seq_len: int, bert_config: str | Path | dict) -> dict:
     if int(seq_len) > limit:
         raise ValueError(f"seq_len={seq_len} is longer than max_position_embeddings={limit} in the BERT "
                          f"config{where}: this BERT has position embeddings for {limit} tokens only; "
-                         f"use seq_len {limit} or less")
+                         f"use seq_len {limit} or less / seq_len={seq_len} はこの BERT の位置埋め込みの数 "
+                         f"{limit} を超えています。seq_len を {limit} 以下にしてください")
     if int(seq_len) < 3:
-        raise ValueError(f"seq_len={seq_len} is too short: [CLS] and [SEP] alone take 2 tokens")
+        raise ValueError(f"seq_len={seq_len} is too short: [CLS] and [SEP] alone take 2 tokens / "
+                         f"seq_len={seq_len} は短すぎます([CLS] と [SEP] だけで 2 トークンです)。3 以上にしてください")
     return config
 
 

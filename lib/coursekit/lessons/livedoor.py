@@ -38,7 +38,9 @@ JAPANESE_NAMES = {
     "smax": "エスマックス(スマホ)", "sports-watch": "スポーツ", "topic-news": "トピックニュース",
 }
 DOWNLOAD_HINT = (f"download {URL} and unpack it (tar xzf {ARCHIVE}), then pass the unpacked text/ "
-                 "folder as data_dir, or leave data_dir empty to let the kit download it")
+                 "folder as data_dir, or leave data_dir empty to let the kit download it\n"
+                 f"{URL} をダウンロードして展開し(tar xzf {ARCHIVE})、text/ フォルダを -p data_dir で渡すか、"
+                 "data_dir を空にして教材にダウンロードさせてください")
 
 
 @dataclass
@@ -100,7 +102,7 @@ def extract(archive: str | Path, dest: str | Path) -> Path:
 def _check_unpacked(text: Path) -> None:
     if not any((text / c).is_dir() for c in CATEGORIES):
         raise CorpusError(f"{text} holds none of the livedoor categories: is the archive the "
-                          f"livedoor news corpus?\n{DOWNLOAD_HINT}")
+                          f"livedoor news corpus? / livedoor のジャンルのフォルダがありません\n{DOWNLOAD_HINT}")
 
 
 def locate(data_dir: str | Path = "", cache_dir: str | Path = "~/.cache/coursekit/livedoor",
@@ -116,7 +118,8 @@ def locate(data_dir: str | Path = "", cache_dir: str | Path = "~/.cache/courseki
         if (path / "text").is_dir() and not any((path / c).is_dir() for c in CATEGORIES):
             path = path / "text"
         if not path.is_dir():
-            raise CorpusError(f"livedoor corpus folder not found: {path}\n{DOWNLOAD_HINT}")
+            raise CorpusError(f"livedoor corpus folder not found: {path} / "
+                              f"livedoor コーパスのフォルダが見つかりません\n{DOWNLOAD_HINT}")
         return path
     cache = Path(cache_dir).expanduser()
     if _download.is_complete(cache / "text"):
@@ -157,13 +160,15 @@ def load_corpus(data_dir: str | Path, max_chars: int = 510, categories=None) -> 
 
     root = Path(data_dir).expanduser()
     if not root.is_dir():
-        raise CorpusError(f"livedoor corpus folder not found: {root}\n{DOWNLOAD_HINT}")
+        raise CorpusError(f"livedoor corpus folder not found: {root} / "
+                          f"livedoor コーパスのフォルダが見つかりません\n{DOWNLOAD_HINT}")
     folders = sorted(p for p in root.iterdir() if p.is_dir() and any(p.glob("*.txt")))
     if categories is not None:
         folders = [p for p in folders if p.name in set(categories)]
     if not folders:
         raise CorpusError(f"no category folders with .txt files in {root} (expected text/<category>/"
-                          f"<category>-<id>.txt, e.g. {root}/sports-watch/)\n{DOWNLOAD_HINT}")
+                          f"<category>-<id>.txt, e.g. {root}/sports-watch/) / .txt の入ったジャンルの"
+                          f"フォルダがありません\n{DOWNLOAD_HINT}")
     label_names = [p.name for p in folders]
     corpus = Corpus([], [], label_names, [], [])
     files = [(k, f) for k, folder in enumerate(folders) for f in sorted(folder.glob("*.txt"))
@@ -179,7 +184,7 @@ def load_corpus(data_dir: str | Path, max_chars: int = 510, categories=None) -> 
         corpus.paths.append(str(path))
         corpus.lengths.append(length)
     if not corpus.texts:
-        raise CorpusError(f"no readable article in {root}: {dict(corpus.problems)}")
+        raise CorpusError(f"no readable article in {root}: {dict(corpus.problems)} / 読める記事が一つもありません")
     corpus.differences = compare_counts(corpus.counts(), categories)
     if corpus.problems:
         _download.data_warning(
@@ -204,7 +209,7 @@ def full_texts(corpus: Corpus) -> list[str]:
     for path in corpus.paths:
         text, problem, _ = read_article(Path(path), max_chars=0)
         if problem:
-            raise CorpusError(f"{path} can no longer be read ({problem})")
+            raise CorpusError(f"{path} can no longer be read ({problem}) / このファイルが読めなくなりました")
         texts.append(text)
     return texts
 
@@ -244,7 +249,8 @@ def split(corpus: Corpus, val_fraction: float = 0.1, test_fraction: float = 0.1,
     counts = Counter(corpus.labels)
     small = [corpus.label_names[k] for k, n in counts.items() if n < 3]
     if small:
-        raise CorpusError(f"too few articles to split in category {', '.join(small)} (need 3 or more)")
+        raise CorpusError(f"too few articles to split in category {', '.join(small)} (need 3 or more) / "
+                          f"ジャンル {', '.join(small)} の記事が少なすぎて分割できません(3 本以上必要です)")
     index = list(range(len(corpus)))
     rest, test = train_test_split(index, test_size=test_fraction, random_state=seed,
                                   stratify=corpus.labels)

@@ -115,7 +115,9 @@ def check_lengths(seq_lens: Sequence[int], max_positions: int) -> None:
     for n in seq_lens:
         if n > max_positions:
             raise ValueError(f"sequence length {n} is above the model's max_position_embeddings="
-                             f"{max_positions}: lower the sequence length or raise max_positions")
+                             f"{max_positions}: lower the sequence length or raise max_positions / "
+                             f"系列長 {n} が位置埋め込みの数 {max_positions} を超えています。系列長を下げるか "
+                             "max_positions を上げてください")
 
 
 # ----------------------------------------------------------------------------- examples
