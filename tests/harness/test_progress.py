@@ -30,12 +30,12 @@ def test_progress_prints_the_first_update_then_at_most_every_n_seconds_and_alway
     bar = Progress("train", total=100, every=10, stream=out, clock=clock)
     clock.t += 2
     # the rate counts from the start: 1 step in 2 s, 99 steps left
-    assert bar.update(1, loss=2.345678) == "[train] step 1/100 (1%) loss 2.346 | 2.0 s elapsed, ~3 min 18 s left"
+    assert bar.update(1, loss=2.345678) == "[train] step 1/100 (1%) loss 2.346 | 2.0 s elapsed (経過), ~3 min 18 s left (残り)"
     clock.t += 5
     assert bar.update(5) is None, "5 s after the last line: nothing"
     clock.t += 6
     line = bar.update(20, loss=1.5)
-    assert line == "[train] step 20/100 (20%) loss 1.5 | 13.0 s elapsed, ~52.0 s left"
+    assert line == "[train] step 20/100 (20%) loss 1.5 | 13.0 s elapsed (経過), ~52.0 s left (残り)"
     clock.t += 1
     assert bar.finish(21).startswith("[train] step 21/100 (21%) | 14.0 s elapsed")
     assert out.getvalue().count("\n") == 3 and bar.lines == 3
@@ -46,7 +46,7 @@ def test_progress_without_total_and_with_strings_tensors_and_missing_values():
     bar = Progress("encode", every=0, unit="document", stream=out, clock=clock)
     np = pytest.importorskip("numpy")
     line = bar.update(7, epoch="1/2", loss=np.float32(0.25), accuracy=None, note=object())
-    assert line == "[encode] document 7 epoch 1/2 loss 0.25 | 0.0 s elapsed"
+    assert line == "[encode] document 7 epoch 1/2 loss 0.25 | 0.0 s elapsed (経過)"
 
 
 def test_interval_comes_from_the_environment(monkeypatch):

@@ -121,4 +121,6 @@ def raise_if_preempted(trainer=None) -> None:
         warned = stop_requested() or preempted
     if warned:
         step = getattr(getattr(trainer, "state", None), "global_step", None)
-        raise Preempted("stopped for requeue" + (f" after step {step}" if step is not None else ""))
+        where = f" after step {step}" if step is not None else ""
+        where_ja = f"ステップ {step} の後で" if step is not None else ""
+        raise Preempted(f"stopped for requeue{where} / 再投入のために{where_ja}止めました")

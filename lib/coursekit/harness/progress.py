@@ -83,10 +83,10 @@ class Progress:
         if self.total:
             head += f"/{self.total} ({100 * done / self.total:.0f}%)"
         shown = [f"{k} {s}" for k, v in values.items() if v is not None and (s := _value(v)) is not None]
-        text = " ".join([head, *shown]) + f" | {_duration(now - self.started)} elapsed"
+        text = " ".join([head, *shown]) + f" | {_duration(now - self.started)} elapsed (経過)"
         rate_steps, rate_time = done - self.base_done, now - self.base_time
         if self.total and done < self.total and rate_steps > 0 and rate_time > 0:
-            text += f", ~{_duration((self.total - done) * rate_time / rate_steps)} left"
+            text += f", ~{_duration((self.total - done) * rate_time / rate_steps)} left (残り)"
         return text
 
     def update(self, done: int, force: bool = False, **values: Any) -> str | None:

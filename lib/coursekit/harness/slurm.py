@@ -98,10 +98,11 @@ def parse_grid(args: list[str]) -> tuple[list[tuple[str, list[str]]], list[str]]
     while i < len(args):
         if args[i] in ("-g", "--grid"):
             if i + 2 >= len(args):
-                raise SubmitError(f"{args[i]} needs NAME and a comma-separated list of values")
+                raise SubmitError(f"{args[i]} needs NAME and a comma-separated list of values / "
+                                  f"{args[i]} の後に 名前 と カンマ区切りの値 を書きます(例: -g seed 0,1,2)")
             name, values = args[i + 1], [v for v in args[i + 2].split(",") if v != ""]
             if not values:
-                raise SubmitError(f"-g {name}: no values given")
+                raise SubmitError(f"-g {name}: no values given / {name} の値がありません")
             grid.append((name, values))
             i += 3
         else:
@@ -129,7 +130,7 @@ def _preflight(script: Path, rest: list[str], grid, container: str | None, root:
     notebook = script_notebook(script, rest, root)
     if notebook is not None:
         if not notebook.is_file():
-            raise SubmitError(f"notebook not found: {notebook}")
+            raise SubmitError(f"notebook not found: {notebook} / ノートブックが見つかりません")
         check_job_parameters(notebook, rest, grid)
     own = notebook_container(notebook, root) if notebook is not None else None
     image = container or os.environ.get("CONTAINER") or own or default_container(script) or "none"
@@ -139,7 +140,8 @@ def _preflight(script: Path, rest: list[str], grid, container: str | None, root:
             raise SubmitError(
                 f"container {path} not found. Build it first: python -m coursekit build-container "
                 f"defs/{path.name.removesuffix('.sif')}.def -- or run on the host's Python with "
-                f"--container none (CONTAINER=none)")
+                f"--container none (CONTAINER=none) / イメージ {path.name} がありません。先に "
+                f"build-container で作るか、--container none でホストの Python で動かしてください")
     return image
 
 
@@ -152,7 +154,8 @@ def submit(script: str | Path, script_args: list[str], *, container: str | None 
     if not script.is_absolute() and not script.exists():
         script = root / script
     if not script.is_file():
-        raise SubmitError(f"batch script not found: {script} (the kit's scripts are in {root / 'sbatch'})")
+        raise SubmitError(f"batch script not found: {script} (the kit's scripts are in {root / 'sbatch'}) / "
+                          "バッチスクリプトが見つかりません(教材のスクリプトは sbatch/ にあります)")
     script = script.resolve()
     workdir = Path(workdir or Path.cwd()).resolve()
     directives = sbatch_directives(script)
@@ -163,14 +166,16 @@ def submit(script: str | Path, script_args: list[str], *, container: str | None 
     for folder in _log_folders(directives, workdir):
         if not folder.is_dir():
             folder.mkdir(parents=True)
-            print(f"created {folder}/ (without it Slurm silently drops the job's output)", file=out)
+            print(f"created {folder}/ (without it Slurm silently drops the job's output) / "
+                  f"{folder.name}/ を作りました(ないと Slurm はジョブの出力を黙って捨てます)", file=out)
 
     options = list(sbatch_options)
     if grid:
         n = len(combinations(grid))
         if not any(o.startswith(("--array", "-a")) for o in options):
             options.append(f"--array=0-{n - 1}")
-        print(f"sweep: {n} combinations of {', '.join(name for name, _ in grid)} -> a job array", file=out)
+        print(f"sweep: {n} combinations of {', '.join(name for name, _ in grid)} -> a job array / "
+              f"スイープ: {n} 通りの組み合わせを 1 つのジョブ配列({n} タスク)で流します", file=out)
     args = [*rest]
     for name, values in grid:
         args += ["-g", name, ",".join(values)]
@@ -182,18 +187,21 @@ def submit(script: str | Path, script_args: list[str], *, container: str | None 
         print("would run: CONTAINER=" + image + " " + " ".join(command), file=out)
         return None
     if not sbatch:
-        raise SubmitError("sbatch not found: run this on the cluster's login node (or load the slurm module)")
+        raise SubmitError("sbatch not found: run this on the cluster's login node (or load the slurm module) / "
+                          "sbatch が見つかりません。クラスタのログインノードで実行してください"
+                          "(または slurm のモジュールを読み込んでください)")
     proc = subprocess.run(command, cwd=workdir, env=env, capture_output=True, text=True)
     if proc.returncode != 0:
-        raise SubmitError(f"sbatch failed ({proc.returncode}): {proc.stderr.strip() or proc.stdout.strip()}")
+        raise SubmitError(f"sbatch failed ({proc.returncode}) / sbatch がジョブを受け付けませんでした: "
+                          f"{proc.stderr.strip() or proc.stdout.strip()}")
     job_id = proc.stdout.strip().split(";")[0]
     name = directives.get("--job-name", script.stem)
     log = directives.get("--output", "slurm-%j.out").replace("%x", name)
     log = log.replace("%A", job_id).replace("%a", "0").replace("%j", job_id)
-    print(f"submitted job {job_id} ({name}, container {image})", file=out)
-    print(f"  squeue -j {job_id}            # is it waiting or running?", file=out)
-    print(f"  tail -f {workdir / log}     # follow its output", file=out)
-    print(f"  scancel {job_id}              # cancel it", file=out)
+    print(f"submitted job {job_id} ({name}, container {image}) / ジョブ {job_id} を投入しました", file=out)
+    print(f"  squeue -j {job_id}            # is it waiting or running? / 待ち中か実行中か", file=out)
+    print(f"  tail -f {workdir / log}     # follow its output / 出力を追う", file=out)
+    print(f"  scancel {job_id}              # cancel it / 取り消す", file=out)
     return job_id
 
 

@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     except slurm.SubmitError as exc:
         parser.error(str(exc))
     if not grid:
-        parser.error("no grid: give at least one -g NAME V1,V2,...")
+        parser.error("no grid: give at least one -g NAME V1,V2,... / -g 名前 値1,値2 を 1 つ以上書いてください")
     combos = slurm.combinations(grid)
     if args.list:
         for i, combo in enumerate(combos):
@@ -36,12 +36,15 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     task = args.task if args.task is not None else os.environ.get("SLURM_ARRAY_TASK_ID")
     if task is None:
-        parser.error("no task index: run as a job array (sbatch --array=0-N) or give --task I")
+        parser.error("no task index: run as a job array (sbatch --array=0-N) or give --task I / "
+                     "タスク番号がありません。ジョブ配列として流すか --task 番号 を付けてください")
     task = int(task)
     if not 0 <= task < len(combos):
-        parser.error(f"task {task} is outside the grid's {len(combos)} combinations (0-{len(combos) - 1})")
+        parser.error(f"task {task} is outside the grid's {len(combos)} combinations (0-{len(combos) - 1}) / "
+                     f"タスク {task} は {len(combos)} 通りの組み合わせ(0〜{len(combos) - 1})の外です")
     params = [a for k, v in combos[task] for a in ("-p", k, v)]
-    print(f"sweep task {task}/{len(combos)}: " + " ".join(f"{k}={v}" for k, v in combos[task]), flush=True)
+    print(f"sweep task {task}/{len(combos)} / スイープのタスク {task}: "
+          + " ".join(f"{k}={v}" for k, v in combos[task]), flush=True)
     from . import runner
 
     return runner.main([str(args.notebook), *rest, *params])
