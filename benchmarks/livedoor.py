@@ -1,175 +1,269 @@
-"""Benchmark of notebook 02 on the real livedoor corpus (run by hand, not in CI).
+"""Benchmark of notebook 02 on the real livedoor corpus (run by hand, alone on the machine; not in CI).
 
-    .venv/bin/python benchmarks/livedoor.py [--data-dir ../shared/data/livedoor/text] [--docs 1000]
+    .venv/bin/python benchmarks/livedoor.py [--data-dir ../shared/data/livedoor/text] [--rounds 5]
 
-Prints and records in benchmarks/results/ (livedoor.json, livedoor.md, livedoor_tiny_metrics.json):
-1. documents/s of notebook 02's prediction path (SentencePiece for all texts at once, pre-padded
-   numpy arrays, `model.predict` in batches) against a one-document-at-a-time loop (one tokenizer and
-   one model call per article, as the original workshop script did), on the same tiny BERT, same run;
-2. the TF-IDF + LinearSVC baseline on all 7,367 articles (same split as the notebook);
-3. notebook 02 on the tiny profile through the runner: accuracy of both models and wall time.
+Writes benchmarks/results/livedoor.json, livedoor.md and livedoor_tiny_metrics.json. Every time is the
+median of `--rounds` runs after a warm-up round, the variants alternated (benchmarks/measure.py):
+1. fine-tuning: notebook 02's training call (`model.fit` on pre-padded numpy arrays, with its
+   EarlyStopping and progress callbacks and validation) against plain `model.fit` on the same arrays
+   (no callbacks), same tiny BERT, same data and optimizer, one epoch each: the ratio is what the
+   kit's path costs over plain Keras;
+2. prediction: notebook 02's batched path (SentencePiece for all texts at once, `model.predict`)
+   against one document at a time (one tokenizer and one model call per article, as the original
+   workshop script did);
+3. the TF-IDF + LinearSVC baseline on all 7,367 articles (same split as the notebook);
+4. notebook 02 end to end on the tiny profile through the runner (wall time, accuracies).
 """
 from __future__ import annotations
 
 import argparse
-import json
+import math
 import os
-import platform
 import shutil
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results"
-DEFAULT_DATA = ROOT.parent / "shared" / "data" / "livedoor" / "text"
-
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")  # keras-bert needs Keras 2: before TensorFlow loads
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from measure import RESULTS, ROOT, Results, alternate, portable  # noqa: E402
+
+from coursekit.harness import params, progress  # noqa: E402
 from coursekit.lessons import baseline, kerasbert, livedoor  # noqa: E402
 
-
-def machine() -> dict:
-    from coursekit.harness.device import device_summary
-
-    return {"host": platform.node(), "cpu_count": os.cpu_count(), "python": platform.python_version(),
-            "load_average_at_start": os.getloadavg(), "device": device_summary()}
+DEFAULT_DATA = ROOT.parent / "shared" / "data" / "livedoor" / "text"
+NOTEBOOK = ROOT / "notebooks" / "02_livedoor_bert.ipynb"
 
 
-def encoding_speed(corpus, docs: int, loop_docs: int, seq_len: int, batch_size: int, tmp: Path) -> dict:
-    train, _, test = livedoor.split(corpus, 0.1, 0.1, seed=0)
-    files = kerasbert.prepare_model(tmp / "bert", train.texts, vocab_size=8000, seq_len=seq_len)
+def tiny_setup(corpus, cfg: dict, tmp: Path) -> dict:
+    """Notebook 02's tiny profile up to the training call: subset, split, tiny BERT files, padded arrays."""
     import numpy as np
     import tensorflow as tf
 
-    model = kerasbert.build_classifier(files["config"], files["checkpoint"], len(corpus.label_names),
-                                       seq_len=seq_len)
-    encoder = kerasbert.SentencePieceEncoder(files["spm_model"], seq_len=seq_len)
+    subset = livedoor.balanced_subset(corpus, cfg["per_category"], seed=cfg["seed"])
+    train, val, test = livedoor.split(subset, cfg["val_fraction"], cfg["test_fraction"], seed=cfg["seed"])
+    files = kerasbert.prepare_model(tmp / "bert", train.texts, vocab_size=cfg["vocab_size"],
+                                    seq_len=cfg["seq_len"], seed=cfg["seed"])
+    encoder = kerasbert.SentencePieceEncoder(files["spm_model"], seq_len=cfg["seq_len"])
+
+    def pad(texts):
+        ids = encoder.ids(texts)
+        tokens = tf.keras.utils.pad_sequences(ids, maxlen=cfg["seq_len"], dtype="int32", padding="post", value=0)
+        return [tokens, np.zeros_like(tokens)], ids
+
+    (train_x, ids), (val_x, _), (test_x, _) = pad(train.texts), pad(val.texts), pad(test.texts)
+    full = float(np.mean([len(r) >= cfg["seq_len"] for r in ids]))
+    return {"files": files, "encoder": encoder, "train_x": train_x, "val_x": val_x, "test_x": test_x,
+            "train_y": np.array(train.labels, dtype="int32"), "val_y": np.array(val.labels, dtype="int32"),
+            "n_labels": len(subset.label_names), "test_texts": test.texts, "rows_filling_seq_len": full}
+
+
+def new_model(s: dict, cfg: dict):
+    """Notebook 02's model and optimizer (keras-bert encoder, [CLS] head, Adam with warm-up + decay)."""
+    import keras_bert
+    import tensorflow as tf
+
+    tf.keras.utils.set_random_seed(cfg["seed"])
+    bert = keras_bert.load_trained_model_from_checkpoint(str(s["files"]["config"]), str(s["files"]["checkpoint"]),
+                                                         training=False, trainable=True, seq_len=cfg["seq_len"])
+    cls = keras_bert.layers.Extract(index=0, name="CLS")(bert.output)
+    cls = tf.keras.layers.Dropout(0.1)(cls)
+    out = tf.keras.layers.Dense(s["n_labels"], activation="softmax")(cls)
+    model = tf.keras.Model(inputs=bert.inputs, outputs=out)
+    steps = math.ceil(len(s["train_y"]) / cfg["batch_size"])
+    schedule = tf.keras.optimizers.schedules.PolynomialDecay(cfg["learning_rate"], steps, 0.0)
+    model.compile(optimizer=tf.keras.optimizers.Adam(learning_rate=schedule),
+                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model
+
+
+def fine_tune(corpus, cfg: dict, rounds: int, tmp: Path) -> dict:
+    """One epoch of notebook 02's fit call against plain model.fit on the same arrays, alternated."""
+    import tensorflow as tf
+
+    s = tiny_setup(corpus, cfg, tmp)
+
+    def kit():
+        model = new_model(s, cfg)
+        t0 = time.perf_counter()
+        early = tf.keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max", patience=cfg["patience"],
+                                                 restore_best_weights=True)
+        model.fit(s["train_x"], s["train_y"], validation_data=(s["val_x"], s["val_y"]), epochs=1,
+                  batch_size=cfg["batch_size"], shuffle=True, verbose=2,
+                  callbacks=[early, progress.KerasProgress("fine-tune")])
+        return {"fit_s": time.perf_counter() - t0}
+
+    def plain():
+        model = new_model(s, cfg)
+        t0 = time.perf_counter()
+        model.fit(s["train_x"], s["train_y"], validation_data=(s["val_x"], s["val_y"]), epochs=1,
+                  batch_size=cfg["batch_size"], shuffle=True, verbose=0)
+        return {"fit_s": time.perf_counter() - t0}
+
+    times = alternate({"kit": kit, "plain": plain}, rounds=rounds)
+    fit = {name: sorted(r["fit_s"] for r in t["extra"])[len(t["extra"]) // 2] for name, t in times.items()}
+    return {"rows": len(s["train_y"]), "seq_len": cfg["seq_len"], "batch_size": cfg["batch_size"],
+            "rows_filling_seq_len": round(s["rows_filling_seq_len"], 3), "times": times,
+            "fit_median_s": {k: round(v, 2) for k, v in fit.items()},
+            "ratio_kit_over_plain": round(fit["kit"] / fit["plain"], 3)}, s
+
+
+def prediction(s: dict, docs: int, loop_docs: int, batch_size: int, rounds: int, cfg: dict) -> dict:
+    import numpy as np
+    import tensorflow as tf
+
+    model = new_model(s, cfg)
+    encoder, seq_len = s["encoder"], cfg["seq_len"]
 
     def inputs(texts):  # as notebook 02: token ids padded with 0 to seq_len, segment ids 0
         tokens = tf.keras.utils.pad_sequences(encoder.ids(texts), maxlen=seq_len, dtype="int32",
                                               padding="post", value=0)
         return [tokens, np.zeros_like(tokens)]
 
-    def batched_path(texts):
-        return model.predict(inputs(texts), batch_size=batch_size, verbose=0)
+    texts = (s["test_texts"] * (docs // len(s["test_texts"]) + 1))[:docs]
+    out = {}
 
-    def one_by_one(texts):
-        return np.concatenate([np.asarray(model.predict_on_batch(inputs([t]))) for t in texts])
+    def batched():
+        out["batched"] = model.predict(inputs(texts), batch_size=batch_size, verbose=0)
 
-    texts = (test.texts * (docs // len(test.texts) + 1))[:docs]
-    batched_path(texts[:batch_size])  # warm-up (tracing)
-    one_by_one(texts[:3])
-    t0 = time.perf_counter()
-    batched = batched_path(texts)
-    t_batched = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    single = one_by_one(texts[:loop_docs])
-    t_single = time.perf_counter() - t0
-    same = float(abs(batched[:loop_docs] - single).max())
-    return {"seq_len": seq_len, "batch_size": batch_size, "docs_batched": len(texts),
-            "docs_one_by_one": loop_docs,
-            "batched_docs_per_s": len(texts) / t_batched, "one_by_one_docs_per_s": loop_docs / t_single,
-            "speedup": (len(texts) / t_batched) / (loop_docs / t_single),
-            "max_abs_difference": same, "bert_parameters": model.count_params()}
+    def one_by_one():
+        out["single"] = np.concatenate([np.asarray(model.predict_on_batch(inputs([t]))) for t in texts[:loop_docs]])
+
+    times = alternate({"batched": batched, "one_by_one": one_by_one}, rounds=rounds)
+    per_s = {"batched": docs / times["batched"]["median_s"], "one_by_one": loop_docs / times["one_by_one"]["median_s"]}
+    return {"seq_len": seq_len, "batch_size": batch_size, "docs_batched": docs, "docs_one_by_one": loop_docs,
+            "times": times, "docs_per_s": {k: round(v, 1) for k, v in per_s.items()},
+            "ratio": round(per_s["batched"] / per_s["one_by_one"], 2),
+            "max_abs_difference": float(abs(out["batched"][:loop_docs] - out["single"]).max())}
 
 
-def baseline_full(corpus) -> dict:
+def baseline_full(corpus, rounds: int) -> dict:
     train, _, test = livedoor.split(corpus, 0.1, 0.1, seed=0)
-    t0 = time.perf_counter()
-    model = baseline.train(train.texts, train.labels)
-    acc = livedoor.evaluate(test.labels, model.predict(test.texts), corpus.label_names)["accuracy"]
-    return {"articles": len(corpus), "n_train": len(train), "n_test": len(test), "accuracy": acc,
-            "seconds": time.perf_counter() - t0}
+    acc = {}
+
+    def fit():
+        model = baseline.train(train.texts, train.labels)
+        acc["value"] = livedoor.evaluate(test.labels, model.predict(test.texts), corpus.label_names)["accuracy"]
+
+    times = alternate({"baseline": fit}, rounds=rounds)
+    return {"articles": len(corpus), "n_train": len(train), "n_test": len(test), "accuracy": acc["value"],
+            "times": times}
 
 
-def tiny_notebook(data_dir: Path, tmp: Path) -> dict:
+def tiny_notebook(data_dir: Path, rounds: int, tmp: Path) -> dict:
     from coursekit.harness.runner import run_notebook
 
-    t0 = time.perf_counter()
-    result = run_notebook(ROOT / "notebooks" / "02_livedoor_bert.ipynb", "tiny",
-                          {"data_dir": str(data_dir)}, runs_dir=tmp / "runs", quiet=True)
-    wall = time.perf_counter() - t0
-    if not result.ok:
-        raise SystemExit(f"notebook 02 failed: {result.error}")
-    shutil.copy(result.run_dir / "metrics.json", RESULTS / "livedoor_tiny_metrics.json")
-    m = result.metrics["metrics"]
-    return {"wall_s": wall, "accuracy": m["accuracy"], "baseline_accuracy": m["baseline_accuracy"],
-            "articles_used": m["articles_used"], "epochs_run": m["epochs_run"],
-            "phases": result.metrics["phases"]}
+    runs = []
+
+    def run():
+        result = run_notebook(NOTEBOOK, "tiny", {"data_dir": str(data_dir)}, runs_dir=tmp / "runs", quiet=True)
+        if not result.ok:
+            raise SystemExit(f"notebook 02 failed: {result.error}")
+        runs.append(result)
+        m = result.metrics["metrics"]
+        return {"accuracy": m["accuracy"], "baseline_accuracy": m["baseline_accuracy"],
+                "fine_tune_s": result.metrics["phases"]["fine-tune"]}
+
+    times = alternate({"notebook": run}, rounds=rounds)
+    last = runs[-1]
+    shutil.copy(last.run_dir / "metrics.json", RESULTS / "livedoor_tiny_metrics.json")
+    m = last.metrics["metrics"]
+    return {"times": times, "accuracy": m["accuracy"], "baseline_accuracy": m["baseline_accuracy"],
+            "baseline_same_text_accuracy": m.get("baseline_same_text_accuracy"),
+            "baseline_uncapped_accuracy": m.get("baseline_uncapped_accuracy"),
+            "articles_used": m["articles_used"], "epochs_run": m["epochs_run"], "phases": last.metrics["phases"],
+            "accuracies_all_runs": [r["accuracy"] for r in times["notebook"]["extra"]]}
 
 
-def markdown(r: dict) -> str:
-    e, b, n = r["encoding"], r["baseline_all_articles"], r.get("tiny_notebook")
-    lines = [
-        "# livedoor benchmark (notebook 02)", "",
-        f"Machine: {r['machine']['host']}, {r['machine']['cpu_count']} CPU cores, no GPU, "
-        f"load average at start {', '.join(f'{x:.1f}' for x in r['machine']['load_average_at_start'])}"
-        + (f", at end {', '.join(f'{x:.1f}' for x in r['machine']['load_average_at_end'])}"
-           if "load_average_at_end" in r["machine"] else "") + ". "
-        "Other engineers' jobs may have been running on this shared machine: treat times as rough.",
-        f"Date: {r['date']}. Produced by `benchmarks/livedoor.py`.", "",
-        "## Encoding path (same tiny BERT, random weights, "
-        f"{e['bert_parameters']:,} parameters, seq_len {e['seq_len']})", "",
-        "| path | documents/s |", "|---|---|",
-        f"| notebook 02: pre-padded arrays, model.predict (batch {e['batch_size']}) | {e['batched_docs_per_s']:.1f} |",
-        f"| one document at a time (as the original script) | {e['one_by_one_docs_per_s']:.1f} |",
-        f"| **ratio** | **{e['speedup']:.1f}x** |", "",
-        f"Largest difference between the two paths' probabilities: {e['max_abs_difference']:.1e}.", "",
-        "## Accuracy", "",
-        "| model | articles | test accuracy | time |", "|---|---|---|---|",
-        f"| TF-IDF char 1-3-grams + LinearSVC, all articles (510-char cap) | {b['articles']} | "
-        f"{b['accuracy']:.3f} | {b['seconds']:.0f} s |",
-    ]
-    if n:
-        lines += [
-            f"| TF-IDF baseline, tiny profile subset | {n['articles_used']} | {n['baseline_accuracy']:.3f} | |",
-            f"| tiny BERT from random init, tiny profile ({n['epochs_run']} epochs) | {n['articles_used']} | "
-            f"{n['accuracy']:.3f} | notebook wall {n['wall_s']:.0f} s |", "",
-            "Phases of the tiny notebook run (s): " +
-            ", ".join(f"{k} {v:.1f}" for k, v in n["phases"].items()) + ".",
-            "Its metrics.json is `livedoor_tiny_metrics.json`.",
-        ]
-    lines += ["", "A tiny BERT trained from random weights for a few minutes stays well below the TF-IDF "
-              "baseline; pre-training (notebook 04) is what makes BERT win (published: about 97% for a "
-              "pre-trained Japanese BERT)."]
-    return "\n".join(lines) + "\n"
+def markdown(res: Results) -> list[str]:
+    f = res.data["figures"]
+    lines = res.header("livedoor benchmark (notebook 02)")
+    if "fine_tune" in f:
+        t = f["fine_tune"]
+        k, p = t["times"]["kit"], t["times"]["plain"]
+        lines += [f"## Fine-tuning: notebook 02's fit call vs plain `model.fit` ({t['rows']} articles x "
+                  f"{t['seq_len']} tokens, batch {t['batch_size']}, one epoch with validation, tiny BERT)", "",
+                  "| path | median | min | max |", "|---|---|---|---|",
+                  f"| notebook 02 (arrays + EarlyStopping + progress lines) | {k['median_s']:.2f} s | {k['min_s']:.2f} s | {k['max_s']:.2f} s |",
+                  f"| plain `model.fit` on the same arrays | {p['median_s']:.2f} s | {p['min_s']:.2f} s | {p['max_s']:.2f} s |",
+                  "", f"Ratio of the `fit` calls alone (model building excluded): **{t['ratio_kit_over_plain']:.2f}x** "
+                  f"({t['fit_median_s']['kit']:.2f} s vs {t['fit_median_s']['plain']:.2f} s). "
+                  f"{t['rows_filling_seq_len']:.0%} of the training articles fill all {t['seq_len']} tokens, "
+                  "so padding each batch to its longest article would save nothing here.", ""]
+    if "prediction" in f:
+        e = f["prediction"]
+        lines += ["## Prediction: batched vs one article at a time (same tiny BERT)", "",
+                  "| path | documents | median | documents/s |", "|---|---|---|---|",
+                  f"| notebook 02: pre-padded arrays, `model.predict` (batch {e['batch_size']}) | {e['docs_batched']} | "
+                  f"{e['times']['batched']['median_s']:.2f} s | {e['docs_per_s']['batched']} |",
+                  f"| one document at a time (as the original script) | {e['docs_one_by_one']} | "
+                  f"{e['times']['one_by_one']['median_s']:.2f} s | {e['docs_per_s']['one_by_one']} |",
+                  "", f"Batched: **{e['ratio']}x** the documents per second. Largest difference between the two "
+                  f"paths' probabilities: {e['max_abs_difference']:.1e}.", ""]
+    lines += ["## Accuracy and end-to-end time", "", "| what | articles | test accuracy | median time (min-max) |",
+              "|---|---|---|---|"]
+    if "baseline_all_articles" in f:
+        b = f["baseline_all_articles"]
+        t = b["times"]["baseline"]
+        lines.append(f"| TF-IDF char 1-3-grams + LinearSVC, all articles (510-char cap) | {b['articles']} | "
+                     f"{b['accuracy']:.3f} | {t['median_s']:.1f} s ({t['min_s']:.1f}-{t['max_s']:.1f}) |")
+    if "tiny_notebook" in f:
+        n = f["tiny_notebook"]
+        t = n["times"]["notebook"]
+        lines += [f"| notebook 02 `--profile tiny` end to end (runner): BERT from random init, {n['epochs_run']} epochs | "
+                  f"{n['articles_used']} | {n['accuracy']:.3f} | {t['median_s']:.1f} s ({t['min_s']:.1f}-{t['max_s']:.1f}) |",
+                  f"| same run: TF-IDF baseline, first 510 characters | {n['articles_used']} | {n['baseline_accuracy']:.3f} | |",
+                  f"| same run: TF-IDF baseline on the text BERT reads | {n['articles_used']} | "
+                  f"{n['baseline_same_text_accuracy']:.3f} | |",
+                  f"| same run: TF-IDF baseline, whole articles | {n['articles_used']} | "
+                  f"{n['baseline_uncapped_accuracy']:.3f} | |", "",
+                  f"BERT's accuracy in the {t['runs']} timed runs: {', '.join(f'{a:.3f}' for a in n['accuracies_all_runs'])}. "
+                  "Phases of the last run (s): " + ", ".join(f"{k} {v:.1f}" for k, v in n["phases"].items()) + ".",
+                  "Its metrics.json is `livedoor_tiny_metrics.json`."]
+    lines += ["", "A tiny BERT trained from random weights for a minute stays below the TF-IDF baseline; "
+              "pre-training (notebook 04) is what makes BERT win (published: about 97% for a pre-trained Japanese "
+              "BERT, NOTES in the README's sources)."]
+    return lines
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data-dir", default=str(DEFAULT_DATA))
-    ap.add_argument("--docs", type=int, default=1000, help="documents for the batched path")
+    ap.add_argument("--rounds", type=int, default=5, help="timed rounds per figure (after one warm-up round)")
+    ap.add_argument("--docs", type=int, default=1000, help="documents for the batched prediction path")
     ap.add_argument("--loop-docs", type=int, default=200, help="documents for the one-by-one loop")
-    ap.add_argument("--seq-len", type=int, default=128)
-    ap.add_argument("--batch-size", type=int, default=64)
-    ap.add_argument("--skip-notebook", action="store_true", help="do not run notebook 02")
+    ap.add_argument("--only", nargs="+", choices=["fine_tune", "prediction", "baseline", "notebook"],
+                    default=["fine_tune", "prediction", "baseline", "notebook"])
+    ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args(argv)
     data = Path(args.data_dir)
     if not data.is_dir():
         print(f"livedoor corpus not found at {data}: {livedoor.DOWNLOAD_HINT}", file=sys.stderr)
         return 2
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    result = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": machine()}
+    cfg = params.resolve(NOTEBOOK, "tiny")
+    res = Results("livedoor", args.out)
+    res.add("data", portable(str(data)))
     corpus = livedoor.load_corpus(data)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        result["encoding"] = enc = encoding_speed(corpus, args.docs, args.loop_docs, args.seq_len,
-                                                  args.batch_size, tmp)
-        print(f"encoding: batched {enc['batched_docs_per_s']:.1f} docs/s, one by one "
-              f"{enc['one_by_one_docs_per_s']:.1f} docs/s -> {enc['speedup']:.1f}x", flush=True)
-        result["baseline_all_articles"] = b = baseline_full(corpus)
-        print(f"baseline on all {b['articles']} articles: accuracy {b['accuracy']:.3f} "
-              f"({b['seconds']:.0f} s)", flush=True)
-        if not args.skip_notebook:
-            result["tiny_notebook"] = n = tiny_notebook(data, tmp)
-            print(f"notebook 02 tiny: BERT {n['accuracy']:.3f}, baseline {n['baseline_accuracy']:.3f}, "
-                  f"wall {n['wall_s']:.0f} s", flush=True)
-    result["machine"]["load_average_at_end"] = os.getloadavg()
-    (RESULTS / "livedoor.json").write_text(json.dumps(result, indent=2, default=float) + "\n",
-                                           encoding="utf-8")
-    (RESULTS / "livedoor.md").write_text(markdown(result), encoding="utf-8")
-    print(f"written: {RESULTS / 'livedoor.json'}, {RESULTS / 'livedoor.md'}")
+        s = None
+        if "fine_tune" in args.only or "prediction" in args.only:
+            t, s = fine_tune(corpus, cfg, args.rounds, tmp)
+            if "fine_tune" in args.only:
+                res.add("fine_tune", t)
+                print(f"fine-tune: kit/plain {t['ratio_kit_over_plain']:.2f}x", flush=True)
+        if "prediction" in args.only:
+            e = prediction(s, args.docs, args.loop_docs, 64, args.rounds, cfg)
+            res.add("prediction", e)
+            print(f"prediction: batched {e['ratio']}x one by one", flush=True)
+        if "baseline" in args.only:
+            res.add("baseline_all_articles", baseline_full(corpus, args.rounds))
+        if "notebook" in args.only:
+            n = tiny_notebook(data, args.rounds, tmp)
+            res.add("tiny_notebook", n)
+            print(f"notebook 02 tiny: median {n['times']['notebook']['median_s']:.1f} s", flush=True)
+    res.write(markdown)
     return 0
 
 
