@@ -97,7 +97,7 @@ def test_alt_release_split_by_article_with_drops_counted(tmp_path, as_zip):
     assert list(corpus["test"]["en"]) == [f"Sentence {n} of article 303." for n in (1, 2, 3)]
     assert (report["empty_ja"], report["only_in_en"], report["only_in_ja"]) == (1, 1, 1)
     lines = alt.describe(corpus, report)  # what the notebook prints: pairs per split, then every drop
-    assert lines[0].split() == ["train", "2", "pairs"] and lines[2].split() == ["test", "3", "pairs"]
+    assert lines[0].split() == ["train", "2", "pairs", "/", "文の組"] and lines[2].split()[:3] == ["test", "3", "pairs"]
     assert "empty_ja=1" in lines[-1] and "only_in_en=1" in lines[-1] and "only_in_ja=1" in lines[-1]
     if as_zip:  # the zip file itself is accepted too (URL-*.txt beside it)
         with pytest.warns(UserWarning, match="only_in_ja=1"):

@@ -257,8 +257,8 @@ def load_corpus(source: str | Path = "", cache_dir: str | Path = "~/.cache/cours
 
 def describe(dsd, report: dict) -> list[str]:
     """Readable lines: pairs per split and every count of dropped or odd input."""
-    lines = [f"{split:<11} {len(ds):>7,} pairs" for split, ds in dsd.items()]
+    lines = [f"{split:<11} {len(ds):>7,} pairs / 文の組" for split, ds in dsd.items()]
     dropped = {k: v for k, v in report.items() if isinstance(v, int) and not isinstance(v, bool) and v}
     if dropped:
-        lines.append("dropped/odd input: " + ", ".join(f"{k}={v:,}" for k, v in dropped.items()))
+        lines.append("dropped/odd input / 除いた・変わった入力: " + ", ".join(f"{k}={v:,}" for k, v in dropped.items()))
     return lines

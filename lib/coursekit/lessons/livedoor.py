@@ -68,11 +68,13 @@ class Corpus:
                       [self.lengths[i] for i in index] if self.lengths else [])
 
     def summary(self) -> str:
-        lines = [f"{len(self)} articles in {len(self.label_names)} categories"]
+        lines = [f"{len(self)} articles in {len(self.label_names)} categories / "
+                 f"{len(self.label_names)} ジャンル、{len(self)} 本の記事"]
         lines += [f"  {name:<16} {n:>5}" for name, n in self.counts().items()]
         for kind, n in sorted(self.problems.items()):
-            lines.append(f"  skipped {n} file(s): {kind} (e.g. {', '.join(self.examples[kind][:2])})")
-        lines += [f"  differs from the release: {d}" for d in self.differences]
+            lines.append(f"  skipped {n} file(s) / 読めずに飛ばしたファイル: {kind} "
+                         f"(e.g. {', '.join(self.examples[kind][:2])})")
+        lines += [f"  differs from the release / 配布元と違う点: {d}" for d in self.differences]
         return "\n".join(lines)
 
 

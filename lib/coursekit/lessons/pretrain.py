@@ -50,7 +50,7 @@ def _reuse_tokenizer(out: Path, vocab_size: int, model_max_length: int):
     if len(tokenizer) != vocab_size:
         raise ValueError(f"{out} holds a tokenizer of {len(tokenizer)} pieces, not vocab_size={vocab_size}: "
                          "an earlier job with other settings used this work_dir; give a new one")
-    print(f"reusing the tokenizer in {out}")
+    print(f"reusing the tokenizer in {out} / 前回作ったトークナイザを使います")
     return tokenizer
 
 
