@@ -38,7 +38,7 @@ def test_for_kernel_sets_then_restores(monkeypatch):
         assert os.environ["MKL_NUM_THREADS"] == "2"
     assert "OMP_NUM_THREADS" not in os.environ and os.environ["MKL_NUM_THREADS"] == "2"
     assert info["count"] == 5 and said == ["coursekit run: 5 threads (SLURM_CPUS_PER_TASK); kept the user's "
-                                           "MKL_NUM_THREADS=2"]
+                                           "MKL_NUM_THREADS=2 / スレッド数 5"]
 
 
 # Inside the kernel: torch's thread count, and TensorFlow's two pools counted by their threads (its

@@ -177,7 +177,7 @@ class Run:
         self.save()
         for name, seconds in self.data["phases"].items():
             print(f"  {name:<24} {format_seconds(seconds):>12}")
-        print(f"  {'total':<24} {format_seconds(self.data['elapsed_s']):>12}   -> {self.path}")
+        print(f"  {'total / 合計':<22} {format_seconds(self.data['elapsed_s']):>12}   -> {self.path}")
         return self.data
 
 
@@ -219,5 +219,5 @@ def open_run(notebook: str, in_report: bool = True) -> Run:
     if not in_report:
         run.data["in_report"] = False
         run.save()
-    print(f"run folder: {run.dir}", flush=True)
+    print(f"run folder / 実行フォルダ: {run.dir}", flush=True)
     return run

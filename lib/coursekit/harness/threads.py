@@ -62,7 +62,7 @@ def for_kernel(say: Callable[..., None] | None = None) -> Iterator[dict]:
     if say:
         kept = ", ".join(f"{n}={info['env'][n]}" for n in THREAD_VARS if n not in info["set"])
         say(f"coursekit run: {info['count']} threads ({info['source']})"
-            + (f"; kept the user's {kept}" if kept else ""))
+            + (f"; kept the user's {kept}" if kept else "") + f" / スレッド数 {info['count']}")
     try:
         yield info
     finally:
