@@ -327,7 +327,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="print the generated CPU test variant of the .def and exit")
     args = parser.parse_args(argv)
     if not args.definition.is_file():
-        print(f"coursekit build-container: error: {args.definition} not found", file=sys.stderr)
+        print(f"coursekit build-container: error: {args.definition} not found / 定義ファイルが見つかりません",
+              file=sys.stderr)
         return 2
     if args.cpu_variant:
         print(cpu_test_variant(args.definition))
@@ -338,14 +339,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{args.definition}: {p}", file=sys.stderr)
     if problems:
         return 1
-    print(f"{args.definition}: ok (sections, base image, pinned versions)")
+    print(f"{args.definition}: ok (sections, base image, pinned versions) / 定義ファイルに問題はありません")
     if args.check:
         return 0
     definition = args.definition
     if args.base:
         if not args.base.exists():
             print(f"coursekit build-container: error: base image {args.base} not found; pull it once "
-                  f"(on a node with network): {pull_command(args.definition, args.base)}", file=sys.stderr)
+                  f"(on a node with network): {pull_command(args.definition, args.base)} / ベースイメージが"
+                  "ありません。ネットワークのあるノードで一度 pull してください", file=sys.stderr)
             return 2
         import tempfile
 
@@ -361,8 +363,9 @@ def main(argv: list[str] | None = None) -> int:
     except ContainerError as exc:
         print(f"coursekit build-container: error: {exc}", file=sys.stderr)
         return 1
-    print(f"built {out}")
+    print(f"built {out} / イメージを作りました")
     if args.sandbox:
         print(f"try things:  {Path(find_runtime() or 'apptainer').name} shell --writable {out}\n"
-              f"then write what worked into {args.definition} and rebuild the .sif")
+              f"then write what worked into {args.definition} and rebuild the .sif\n"
+              f"サンドボックスの中で試し、うまくいった手順を {args.definition.name} に書いてから .sif を作り直します")
     return 0
