@@ -19,7 +19,7 @@ set -uo pipefail
 KIT_DIR=${KIT_DIR:-${SLURM_SUBMIT_DIR:-$PWD}}
 COMMAND=${COMMAND:-run}
 EX_PREEMPTED=75
-cd "$KIT_DIR" || { echo "[job] error: kit folder $KIT_DIR not found (set KIT_DIR)" >&2; exit 2; }
+cd "$KIT_DIR" || { echo "[job] error: kit folder $KIT_DIR not found (set KIT_DIR) / 教材のフォルダがありません" >&2; exit 2; }
 
 echo "[job] ${SLURM_JOB_NAME:-notebook} job ${SLURM_JOB_ID:-none}${SLURM_ARRAY_TASK_ID:+ task $SLURM_ARRAY_TASK_ID}" \
      "attempt $(( ${SLURM_RESTART_COUNT:-0} + 1 )) on $(hostname) at $(date '+%F %T')"
@@ -31,11 +31,13 @@ else
     RUNTIME=${RUNTIME:-$(command -v apptainer || command -v singularity || true)}
     if [ -z "$RUNTIME" ]; then
         echo "[job] error: neither apptainer nor singularity is installed on $(hostname);" \
-             "load its module (module load singularity) or use CONTAINER=none" >&2
+             "load its module (module load singularity) or use CONTAINER=none" \
+             "/ apptainer も singularity もありません。モジュールを読み込んでください" >&2
         exit 2
     fi
     if [ ! -e "$CONTAINER" ]; then
-        echo "[job] error: container $CONTAINER not found; build it: python -m coursekit build-container" >&2
+        echo "[job] error: container $CONTAINER not found; build it: python -m coursekit build-container" \
+             "/ イメージがありません。先に作ってください" >&2
         exit 2
     fi
     cmd=("$RUNTIME" exec --nv "$CONTAINER" "${PYTHON:-python3}" -m coursekit "$COMMAND" "$@")
@@ -65,11 +67,11 @@ fi
 "${cmd[@]}" &
 child=$!
 on_warning() {
-    echo "[job] warning signal (USR1): asking the notebook to checkpoint and stop"
+    echo "[job] warning signal (USR1): asking the notebook to checkpoint and stop / 終了予告: チェックポイントを保存して止めます"
     if [ -n "${COURSEKIT_STOP_FILE:-}" ]; then touch "$COURSEKIT_STOP_FILE"; else kill -USR1 "$child" 2>/dev/null; fi
 }
 trap on_warning USR1
-trap 'echo "[job] SIGTERM: stopping the run"; kill -TERM "$child" 2>/dev/null' TERM
+trap 'echo "[job] SIGTERM: stopping the run / ジョブを止めます"; kill -TERM "$child" 2>/dev/null' TERM
 while :; do
     wait "$child"; rc=$?
     kill -0 "$child" 2>/dev/null || break   # wait returned for a trapped signal: keep waiting
@@ -77,9 +79,9 @@ done
 trap - USR1 TERM
 
 if [ "$rc" = "$EX_PREEMPTED" ] && [ -n "${SLURM_JOB_ID:-}" ]; then
-    echo "[job] checkpoint saved: requeueing job $SLURM_JOB_ID (it resumes from the checkpoint)"
+    echo "[job] checkpoint saved: requeueing job $SLURM_JOB_ID (it resumes from the checkpoint) / 再投入します(続きから再開)"
     scontrol requeue "$SLURM_JOB_ID" && exit 0
-    echo "[job] error: scontrol requeue failed; resubmit the job by hand" >&2
+    echo "[job] error: scontrol requeue failed; resubmit the job by hand / 再投入に失敗しました。手で投入し直してください" >&2
 fi
-echo "[job] finished with exit status $rc at $(date '+%F %T')"
+echo "[job] finished with exit status $rc at $(date '+%F %T') / 終了(終了コード $rc)"
 exit "$rc"
