@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # stop-slurm.sh - stop exactly the daemons start-slurm.sh started, by pid file
-# (slurmd, slurmctld, munged). Idempotent: missing/stale pid files are fine.
+# (every node's slurmd, slurmctld, munged). Idempotent: missing/stale pid files are fine.
 #
 #   SLURM_ROOT=/tmp/coursekit-slurm   same as for start-slurm.sh
 #   CANCEL_JOBS=1           scancel queued/running jobs first, so no job
@@ -53,7 +53,9 @@ if [ "$CANCEL_JOBS" = 1 ] && pid_alive "$R/run/slurmctld.pid" slurmctld; then
     fi
 fi
 
-stop_one "$R/run/slurmd.pid"    slurmd
+for f in "$R"/run/slurmd-*.pid "$R"/run/slurmd.pid; do   # one per node (NODES=2: two)
+    [ -e "$f" ] && stop_one "$f" slurmd
+done
 stop_one "$R/run/slurmctld.pid" slurmctld   # its child slurmscriptd exits with it
 stop_one "$R/run/munged.pid"    munged
 log "stopped"

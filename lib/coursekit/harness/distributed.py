@@ -221,6 +221,10 @@ def tf_slurm_resolver_args(environ: Mapping[str, str] | None = None, *, set_gpus
       - every task sees all the node's GPUs (CUDA_VISIBLE_DEVICES lists at least as many as there are tasks
         on the node): this task keeps its own share, in the order Slurm listed them (set here when set_gpus);
       - Slurm gave each task its own GPU already, or there is no GPU (CPU workers): nothing is changed.
+    Several Slurm nodes that are all this one machine (the kit's two-node test cluster: one slurmd per node,
+    each node named by a loopback address) are counted as one host: TensorFlow binds every worker to
+    0.0.0.0:PORT, and the resolver gives the first task of every node the same port, so workers there need
+    a port each (`tasks_per_node`). Real nodes (names that do not all resolve to loopback) are unchanged.
     Call it before TensorFlow touches a GPU (before any TensorFlow computation)."""
     env = os.environ if environ is None else environ
     from_step = re.match(r"(\d+)", env.get("SLURM_STEP_TASKS_PER_NODE") or "")
@@ -237,4 +241,44 @@ def tf_slurm_resolver_args(environ: Mapping[str, str] | None = None, *, set_gpus
         args.update(gpus_per_node=tasks_here * share, gpus_per_task=share)
     else:
         args.update(gpus_per_node=tasks_here, gpus_per_task=1)
+    nodes = hostnames(env.get("SLURM_STEP_NODELIST") or "")
+    if len(nodes) > 1 and all(_is_loopback(n) for n in nodes):   # several nodes, one machine
+        total = _int(env, "SLURM_STEP_NUM_TASKS") or _int(env, "SLURM_NTASKS") or len(nodes)
+        args.update(tasks_per_node={nodes[0]: total}, gpus_per_node=total * args["gpus_per_task"])
     return args
+
+
+def hostnames(nodelist: str) -> list[str]:
+    """Every host of a Slurm node list, in order (`scontrol show hostnames`, else expanded here)."""
+    if not nodelist.strip():
+        return []
+    try:
+        out = subprocess.run(["scontrol", "show", "hostnames", nodelist], capture_output=True, text=True,
+                             timeout=20)
+        if out.returncode == 0 and out.stdout.split():
+            return out.stdout.split()
+    except (OSError, subprocess.SubprocessError):
+        pass
+    hosts = []
+    for item in re.split(r",(?![^\[]*\])", nodelist.strip()):
+        m = re.fullmatch(r"([^\[]*)\[([^\]]+)\](.*)", item)
+        if not m:
+            hosts.append(item)
+            continue
+        prefix, ranges, suffix = m.groups()
+        for part in ranges.split(","):
+            lo, _, hi = part.partition("-")
+            hosts += [f"{prefix}{str(i).zfill(len(lo))}{suffix}" for i in range(int(lo), int(hi or lo) + 1)]
+    return hosts
+
+
+def _is_loopback(host: str) -> bool:
+    """True when every address `host` resolves to is a loopback one (127.0.0.0/8, ::1)."""
+    import ipaddress
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, None)
+    except OSError:
+        return False
+    return bool(infos) and all(ipaddress.ip_address(info[4][0].split("%")[0]).is_loopback for info in infos)
