@@ -39,7 +39,7 @@ def test_bart_notebook_runs_on_generated_data(runs_dir, tmp_path):
     assert (folder / "checkpoints" / "checkpoint-40").is_dir(), "a checkpoint after each epoch"
     record = metrics(folder)
     assert record["status"] == "completed" and record["runner"]["status"] == "completed"
-    assert record["profile"] == "tiny" and record["params"]["max_train"] == 12000, "tiny yaml applied"
+    assert record["profile"] == "tiny" and record["params"]["max_train"] == record["params"]["max_test"] == 0, "tiny yaml applied"
     m = record["metrics"]
     assert m["pairs"] == {"train": 320, "validation": 32, "test": 24}
     assert 0.0 <= m["bleu"] <= 100.0 and 0.0 <= m["chrf"] <= 100.0 and m["sentences"] == 24
