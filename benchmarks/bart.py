@@ -158,7 +158,7 @@ def main() -> int:
         return 2
     translation.require_bleu_tokenizer("ja-mecab")  # before minutes of timing, not after
     cfg = params.resolve(NOTEBOOK, "tiny")
-    res = Results("bart", args.out)
+    res = Results("bart", args.out, keep=set(args.only) != set(parser.get_default("only")))
     corpus, _ = alt.load_parallel(args.data)
     res.add("data", portable(str(args.data)))
     res.add("train_pairs", len(corpus["train"]))

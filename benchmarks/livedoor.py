@@ -242,7 +242,7 @@ def main(argv=None) -> int:
         print(f"livedoor corpus not found at {data}: {livedoor.DOWNLOAD_HINT}", file=sys.stderr)
         return 2
     cfg = params.resolve(NOTEBOOK, "tiny")
-    res = Results("livedoor", args.out)
+    res = Results("livedoor", args.out, keep=set(args.only) != set(ap.get_default("only")))
     res.add("data", portable(str(data)))
     corpus = livedoor.load_corpus(data)
     with tempfile.TemporaryDirectory() as tmp:

@@ -102,7 +102,9 @@ def portable(value: str) -> str:
 class Results:
     """One benchmark's results file: benchmarks/results/<name>.json and <name>.md (or under `out`)."""
 
-    def __init__(self, name: str, out: Path | None = None):
+    def __init__(self, name: str, out: Path | None = None, keep: bool = False):
+        """keep: figures of an earlier run in the same results file that this run does not measure
+        again stay (a script run with --only); each figure names the run that measured it."""
         self.name, self.out = name, Path(out or RESULTS)
         start = load_average()
         self.data: dict = {
@@ -111,13 +113,24 @@ class Results:
             "machine": {"system": platform.system(), "machine": platform.machine(),
                         "cpu_count": os.cpu_count(), "affinity": len(os.sched_getaffinity(0)),
                         "python": platform.python_version()},
-            "load_average_start": start, "figures": {}}
+            "load_average_start": start, "figures": {}, "measured_by": {}}
+        earlier = self.out / f"{name}.json"
+        if keep and earlier.is_file():
+            old = json.loads(earlier.read_text(encoding="utf-8"))
+            for key, value in old.get("figures", {}).items():
+                self.data["figures"][key] = value
+                self.data["measured_by"][key] = old.get("measured_by", {}).get(key) or self._run(old)
         if start[0] > BUSY_LOAD:
             print(f"warning: load average {start[0]} at the start: the machine is not idle; "
                   "benchmark alone (NOTES.md)", file=sys.stderr)
 
+    @staticmethod
+    def _run(d: dict) -> dict:
+        return {k: d.get(k) for k in ("command", "commit", "date", "load_average_start", "load_average_end")}
+
     def add(self, key: str, value) -> None:
         self.data["figures"][key] = value
+        self.data["measured_by"][key] = "this run"
 
     def alone(self) -> bool:
         """True when the load average at the start and at the end says nothing else was running."""
@@ -130,11 +143,16 @@ class Results:
             else (f"**the machine was busy** (load average at the start {d['load_average_start']}, at the end "
                   f"{d['load_average_end']}): figures are upper bounds")
         m = d["machine"]
+        earlier = [f"- {key}: `{r['command']}` at commit {r['commit']}, {r['date']}, load average at the start "
+                   f"{r['load_average_start']}, at the end {r['load_average_end']}"
+                   for key, r in d["measured_by"].items() if r != "this run"]
+        if earlier:
+            earlier = ["Figures kept from an earlier run of the script:", *earlier, ""]
         return [f"# {title}", "",
                 f"`{d['command']}` at commit {d['commit']}, {d['date']}; {m['cpu_count']} CPU cores "
                 f"({m['affinity']} usable), {m['machine']}, Python {m['python']}; {idle}.",
                 "Each time is the median of the timed rounds (variants alternated A B A B ... after a warm-up "
-                "round), with min and max.", ""]
+                "round), with min and max.", "", *earlier]
 
     def write(self, markdown: Callable[["Results"], list[str]]) -> tuple[Path, Path]:
         self.data["load_average_end"] = load_average()
