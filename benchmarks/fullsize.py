@@ -253,6 +253,10 @@ def write_results(results: dict, out_dir: Path) -> tuple[Path, Path]:
              f"{', '.join(f'{x:.2f}' for x in m['load_average_before'])}, after "
              f"{', '.join(f'{x:.2f}' for x in results['load_average_after'])}"
              + (" (the machine was shared with other work: times are upper bounds)" if results.get("shared") else ""),
+             "", "A feasibility check, not a speed benchmark: does each full profile load, train a step and fit in "
+             "memory on this machine. Each s/step is one step of one run (minutes to hours each at these shapes), "
+             "so it is a rough single measurement; the repeatable speed figures (medians of alternated rounds) are "
+             "in livedoor.md, bart.md, pretrain.md and distributed-cpu.md.",
              "", f"Stand-ins: {json.dumps(results['stand_ins'], ensure_ascii=False)}", "",
              "| notebook | status | steps run | s/step | steps/epoch | epoch (h) | full run steps | full run (h) | peak RSS (MB) | wall (s) | run at (load after) |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
