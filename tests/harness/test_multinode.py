@@ -12,8 +12,8 @@ the halves' gradients in another order.
   - notebook 03 (translation): within 2 %, as on one node (tests/harness/test_distributed.py); measured here
     4.0579 vs 4.0594 validation loss (0.04 %), 4.3731 vs 4.3745 training loss (0.03 %).
   - notebook 04 (masked LM): within 5 %; measured here 4.2623 vs 4.1764 (2.1 %). Its loss depends on which
-    tokens are masked, and the masks of 2 processes are not those of 1: 1-process runs with seeds 1 and 2
-    ended at 4.275 and 4.062 (5 % apart), so 2 % would test the masks' luck, not data parallelism.
+    tokens are masked, and the masks of 2 processes are not those of 1. For scale: 1-process runs with seeds
+    1 and 2 (a seed also changes the split and the initial weights) ended at 4.275 and 4.062, 5 % apart.
 
 Needs root on Linux with Slurm installable (.ci/run); elsewhere the tests skip with the reason.
 """
