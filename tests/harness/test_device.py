@@ -110,6 +110,10 @@ def test_cuda_build_that_sees_no_gpu_while_another_framework_does_is_an_error():
                            "TensorFlow is built with CUDA but sees no GPU"]
     assert "PyTorch sees 1" in err[0]["detail"] and "`tensorflow-cpu` over" in err[0]["detail"]
     assert "--nv" in err[0]["fix"] and "pinned" in err[0]["fix"]
+    # and in Japanese, on the second line, with the same commands
+    detail_ja, fix_ja = err[0]["detail"].split(" /\n")[1], err[0]["fix"].split(" /\n")[1]
+    assert "PyTorch には 1 枚見えています" in detail_ja and "`tensorflow` の上に `tensorflow-cpu`" in detail_ja
+    assert "`singularity exec --nv`" in fix_ja and "固定" in fix_ja
     assert titles(found, "ok") == []
     # the other way round, and both blind while the driver loads: one error per framework
     torch_blind = dict(gpu_node()["torch"], gpus=[])
@@ -141,26 +145,51 @@ def test_tensorflow_cpu_or_without_cuda_on_a_gpu_node():
                                   tensorflow=dict(gpu_node()["tensorflow"], built_with_cuda=False, gpus=[])))
     assert [t.split(" / ")[1] for t in titles(found, "error")] == [
         "tensorflow-cpu is installed on a GPU node", "TensorFlow is built without CUDA on a GPU node"]
+    no_cuda = found[1]
+    assert no_cuda["detail"] == ("tensorflow 2.21.0: tf.test.is_built_with_cuda() is False. /\n"
+                                 "tensorflow 2.21.0 は CUDA なしでビルドされているので、GPU を使えません"
+                                 "(tf.test.is_built_with_cuda() が False です)。")
+    assert "`tensorflow[and-cuda]` をインストールしてください" in no_cuda["fix"].split(" /\n")[1]
+    assert "CPU 専用の TensorFlow は GPU を使いません" in found[0]["detail"]
 
 
 def test_every_trap_is_a_small_function_and_titles_are_japanese_first():
+    """Titles: Japanese / English. Details and fixes: English, then ' /' and the Japanese on a second line."""
     import inspect
 
     assert all(len(inspect.getsource(t).splitlines()) <= 60 for t in gpu.TRAPS)
     assert len(inspect.getsource(gpu.diagnose).splitlines()) <= 20
     situations = [facts(), gpu_node(), facts(cuda_visible_devices="", slurm_job_id="5"),
-                  gpu_node(tensorflow=dict(gpu_node()["tensorflow"], gpus=[]), user_site_modules=["keras"])]
+                  gpu_node(tensorflow=dict(gpu_node()["tensorflow"], gpus=[]), user_site_modules=["keras"]),
+                  facts(tf_distributions={"tensorflow": "2.21.0", "tensorflow-cpu": "2.21.0"}, tf_keras=None),
+                  gpu_node(container=None, libcuda=False, torch=None,
+                           tensorflow=dict(gpu_node()["tensorflow"], built_with_cuda=False, gpus=[])),
+                  gpu_node(libcuda=False, torch={"installed": True, "version": "2.13.0+cpu",
+                                                 "built_with_cuda": False, "gpus": []}),
+                  gpu_node(torch=None, tensorflow=None)]
+    checked = 0
     for found in map(gpu.diagnose, situations):
         for f in found:
             japanese, english = f["title"].split(" / ", 1)
             assert any(ord(ch) > 0x3000 for ch in japanese) and english.isascii(), f["title"]
+            for text in (f["detail"], f["fix"]):
+                if text:
+                    english, japanese = text.split(" /\n")
+                    assert english.isascii() and any(ord(ch) > 0x3000 for ch in japanese), text
+                    assert japanese.endswith("。"), text  # a sentence, です/ます
+                    checked += 1
+    assert checked >= 20
 
 
 def test_cli_exits_1_on_an_error_finding(monkeypatch, capsys):
     blind = gpu_node(tensorflow=dict(gpu_node()["tensorflow"], gpus=[]))
     monkeypatch.setattr(gpu, "gather_facts", lambda frameworks: blind)
     assert gpu.main(["--frameworks", "tensorflow"]) == 1
-    assert "[ERROR] TensorFlow は CUDA 付きなのに GPU が見えていません" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "[ERROR] TensorFlow は CUDA 付きなのに GPU が見えていません" in out
+    # the detail and the fix: English, then the Japanese indented on the next line
+    assert "\n         fix: `pip list | grep -i -e tensorflow -e nvidia` to see" in out
+    assert "\n           `pip list | grep -i -e tensorflow -e nvidia` で何がインストールされたかを確かめ" in out
     monkeypatch.setattr(gpu, "gather_facts", lambda frameworks: gpu_node())
     assert gpu.main([]) == 0
 
@@ -204,6 +233,7 @@ def test_cli_runs_cleanly_and_says_no_gpu():
     assert "torch 2." in proc.stdout and "tensorflow 2." in proc.stdout
     if gpu.device_summary()["gpu_count"] == 0:
         assert "No GPU is visible" in proc.stdout
+        assert "この計算機に NVIDIA の GPU がないだけです" in proc.stdout
     assert "matmul torch      cpu" in proc.stdout
 
 

@@ -46,14 +46,17 @@ def test_tiny_tokenizer_encodes_both_languages_and_round_trips(toy, tmp_path):
     assert AutoTokenizer.from_pretrained(tmp_path)(ja)["input_ids"] == tok(ja)["input_ids"]
 
 
-def test_a_resumed_job_reuses_the_saved_tokenizer(toy, tmp_path):
+def test_a_resumed_job_reuses_the_saved_tokenizer(toy, tmp_path, capsys):
     corpus, _ = toy
     first = translation.build_tiny_tokenizer(corpus["train"], tmp_path, vocab_size=120)
     assert (tmp_path / "spiece.model").is_file() and (tmp_path / "tokenizer_config.json").is_file()
     # whatever the data now, the vocabulary the checkpoints were trained with is kept
     other = alt.load_parallel(write_parallel(tmp_path / "other", sizes=(5, 1, 1)))[0]["train"]
+    capsys.readouterr()
     again = translation.build_tiny_tokenizer(other, tmp_path, vocab_size=40)
     assert again.get_vocab() == first.get_vocab()
+    assert capsys.readouterr().out == (f"reusing the tokenizer saved in {tmp_path} / "
+                                       "前回保存したトークナイザを使います\n")
     fresh = translation.build_tiny_tokenizer(other, tmp_path / "fresh", vocab_size=60, reuse=False)
     assert fresh.get_vocab() != first.get_vocab()
 

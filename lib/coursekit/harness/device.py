@@ -215,12 +215,18 @@ def gather_facts(frameworks: tuple[str, ...] = ("torch", "tensorflow")) -> dict:
 
 # ----------------------------------------------------------------------------- diagnosis
 # Each trap is one small function: facts -> findings (usually none or one). Titles are what a student
-# reads in class: Japanese first, then English; details and fixes name the exact commands.
+# reads in class: Japanese first, then English; details and fixes name the exact commands, in English,
+# then in Japanese on a second line (`_bi`), as the kit's other long messages do.
 FRAMEWORK_NAMES = {"torch": "PyTorch", "tensorflow": "TensorFlow"}
 
 
 def _finding(level: str, title: str, detail: str = "", fix: str = "") -> dict:
     return {"level": level, "title": title, "detail": detail, "fix": fix}
+
+
+def _bi(english: str, japanese: str) -> str:
+    """'English /' and the Japanese on the next line (format_report indents it)."""
+    return f"{english} /\n{japanese}"
 
 
 def gpu_hardware_expected(facts: dict) -> bool:
@@ -245,16 +251,23 @@ def trap_two_tensorflows(facts: dict) -> list[dict]:
         return [_finding(
             "error", "TensorFlow が二重にインストールされています / "
                      "Several TensorFlow distributions are installed side by side",
-            f"{listed} all write the same `tensorflow` folder; whichever was installed last wins, "
-            "often a CPU-only build over the GPU one.",
-            "Uninstall all of them, then install exactly one: `pip uninstall -y "
-            + " ".join(dists) + " && pip install tensorflow==<pinned version>` "
-            "(use `tensorflow`, never `tensorflow-cpu`, with tf-keras).")]
+            _bi(f"{listed} all write the same `tensorflow` folder; whichever was installed last wins, "
+                "often a CPU-only build over the GPU one.",
+                f"{listed} はどれも同じ `tensorflow` フォルダに書き込みます。最後にインストールしたものが残るので、"
+                "GPU 版の上に CPU 専用版が上書きされていることがよくあります。"),
+            _bi("Uninstall all of them, then install exactly one: `pip uninstall -y "
+                + " ".join(dists) + " && pip install tensorflow==<pinned version>` "
+                "(use `tensorflow`, never `tensorflow-cpu`, with tf-keras).",
+                "すべてアンインストールしてから、1 つだけインストールしてください(コマンドは上の行)。"
+                "tf-keras と一緒に使うのは `tensorflow` で、`tensorflow-cpu` は使いません。"))]
     if "tensorflow-cpu" in dists and gpu_hardware_expected(facts):
         return [_finding(
             "error", "GPU ノードに tensorflow-cpu が入っています / tensorflow-cpu is installed on a GPU node",
-            "The CPU-only TensorFlow never uses the GPU.",
-            "`pip uninstall -y tensorflow-cpu && pip install tensorflow==<pinned version>`.")]
+            _bi("The CPU-only TensorFlow never uses the GPU.",
+                "CPU 専用の TensorFlow は GPU を使いません。"),
+            _bi("`pip uninstall -y tensorflow-cpu && pip install tensorflow==<pinned version>`.",
+                "tensorflow-cpu をアンインストールして、固定したバージョンの tensorflow をインストールしてください"
+                "(コマンドは上の行)。"))]
     return []
 
 
@@ -265,22 +278,32 @@ def trap_keras3_under_keras_bert(facts: dict) -> list[dict]:
     keras_version = str((facts.get("tensorflow") or {}).get("keras_version") or "")
     if not facts.get("keras_bert") or (not keras_version.startswith("3") and facts.get("tf_keras")):
         return []
-    detail = (f"tf.keras version: {keras_version or 'unknown'}; tf-keras installed: "
-              f"{facts.get('tf_keras') or 'no'}; TF_USE_LEGACY_KERAS={facts.get('tf_use_legacy_keras')}. "
-              "keras-bert then fails with 'Iterating over a symbolic KerasTensor is not supported'.")
-    fix = ("Set TF_USE_LEGACY_KERAS=1 before tf.keras is first used: `os.environ[\"TF_USE_LEGACY_KERAS\"] "
-           "= \"1\"` above `import tensorflow` (the kit's notebooks do it in a visible cell; the kit's "
-           "containers set it in %environment; in a shell: `export TF_USE_LEGACY_KERAS=1`).")
+    detail = _bi(f"tf.keras version: {keras_version or 'unknown'}; tf-keras installed: "
+                 f"{facts.get('tf_keras') or 'no'}; TF_USE_LEGACY_KERAS={facts.get('tf_use_legacy_keras')}. "
+                 "keras-bert then fails with 'Iterating over a symbolic KerasTensor is not supported'.",
+                 f"tf.keras のバージョン: {keras_version or '不明'}、tf-keras: "
+                 f"{facts.get('tf_keras') or 'インストールされていません'}、"
+                 f"TF_USE_LEGACY_KERAS={facts.get('tf_use_legacy_keras')}。このままでは keras-bert が "
+                 "'Iterating over a symbolic KerasTensor is not supported' というエラーで止まります。")
+    fix_en = ("Set TF_USE_LEGACY_KERAS=1 before tf.keras is first used: `os.environ[\"TF_USE_LEGACY_KERAS\"] "
+              "= \"1\"` above `import tensorflow` (the kit's notebooks do it in a visible cell; the kit's "
+              "containers set it in %environment; in a shell: `export TF_USE_LEGACY_KERAS=1`).")
+    fix_ja = ("tf.keras を初めて使う前に TF_USE_LEGACY_KERAS=1 を設定してください。`import tensorflow` より上で "
+              "`os.environ[\"TF_USE_LEGACY_KERAS\"] = \"1\"` とします(教材のノートブックは見えるセルでこうしています。"
+              "教材のコンテナは %environment で設定しています。シェルでは `export TF_USE_LEGACY_KERAS=1` です)。")
     if facts.get("tf_keras") and facts.get("tf_use_legacy_keras") != "1":
         return [_finding(
             "warning", "TF_USE_LEGACY_KERAS=1 が設定されていません(keras-bert には Keras 2 が必要) / "
                        "TF_USE_LEGACY_KERAS is not set: tf.keras is Keras 3 here, keras-bert needs Keras 2",
-            detail, fix)]
+            detail, _bi(fix_en, fix_ja))]
     return [_finding(
         "error", "tf.keras が Keras 3 です(keras-bert には Keras 2 が必要) / "
                  "tf.keras is Keras 3, but keras-bert needs Keras 2",
-        detail, "Install tf-keras with the same version as TensorFlow (`pip install tf-keras==<TensorFlow's "
-                "version>`; never `pip install keras` unpinned). " + fix)]
+        detail, _bi("Install tf-keras with the same version as TensorFlow (`pip install tf-keras==<TensorFlow's "
+                    "version>`; never `pip install keras` unpinned). " + fix_en,
+                    "TensorFlow と同じバージョンの tf-keras をインストールしてください(`pip install "
+                    "tf-keras==<TensorFlow's version>`。バージョンを指定しない `pip install keras` は使いません)。"
+                    + fix_ja))]
 
 
 def trap_driver_not_visible(facts: dict) -> list[dict]:
@@ -291,15 +314,21 @@ def trap_driver_not_visible(facts: dict) -> list[dict]:
         return [_finding(
             "error", "コンテナから NVIDIA ドライバが見えません(--nv の付け忘れ) / "
                      "GPU node, but the container cannot see the NVIDIA driver",
-            f"Inside {facts['container']}: Slurm GPUs={facts.get('slurm_gpus')}, "
-            f"/dev/nvidia*={facts.get('dev_nvidia') or 'none'}, libcuda.so.1 not loadable.",
-            "Start the container with `--nv`: `singularity exec --nv image.sif ...` "
-            "(the kit's sbatch scripts do).")]
+            _bi(f"Inside {facts['container']}: Slurm GPUs={facts.get('slurm_gpus')}, "
+                f"/dev/nvidia*={facts.get('dev_nvidia') or 'none'}, libcuda.so.1 not loadable.",
+                f"{facts['container']} の中から NVIDIA ドライバのライブラリ libcuda.so.1 を読み込めません"
+                "(上の行は Slurm の GPU と /dev/nvidia* の様子です)。"),
+            _bi("Start the container with `--nv`: `singularity exec --nv image.sif ...` "
+                "(the kit's sbatch scripts do).",
+                "コンテナは `--nv` を付けて起動してください: `singularity exec --nv image.sif ...`"
+                "(教材の sbatch スクリプトは付けています)。"))]
     return [_finding(
         "error", "GPU はありますが NVIDIA ドライバを読み込めません / "
                  "GPUs are present but the NVIDIA driver library is not loadable",
-        "libcuda.so.1 could not be loaded on the host.",
-        "Ask the admins whether the driver is installed on this node, or load the CUDA module.")]
+        _bi("libcuda.so.1 could not be loaded on the host.",
+            "ホストで libcuda.so.1(NVIDIA ドライバのライブラリ)を読み込めませんでした。"),
+        _bi("Ask the admins whether the driver is installed on this node, or load the CUDA module.",
+            "このノードにドライバが入っているかを管理者に確かめるか、CUDA のモジュールを読み込んでください。"))]
 
 
 def trap_cpu_only_builds(facts: dict) -> list[dict]:
@@ -311,14 +340,22 @@ def trap_cpu_only_builds(facts: dict) -> list[dict]:
     if torch.get("installed") and not torch.get("built_with_cuda"):
         out.append(_finding(
             "error", "PyTorch が CPU 専用ビルドです / PyTorch is a CPU-only build on a GPU node",
-            f"torch {torch.get('version')} has no CUDA (torch.version.cuda is None).",
-            "Install the CUDA build of the pinned version (e.g. from the PyTorch wheel index for "
-            "your CUDA version), or use the kit's transformers container built from defs/."))
+            _bi(f"torch {torch.get('version')} has no CUDA (torch.version.cuda is None).",
+                f"torch {torch.get('version')} には CUDA が入っていないので、GPU を使えません"
+                "(torch.version.cuda が None です)。"),
+            _bi("Install the CUDA build of the pinned version (e.g. from the PyTorch wheel index for "
+                "your CUDA version), or use the kit's transformers container built from defs/.",
+                "固定したバージョンの CUDA 版をインストールするか(たとえば、使う CUDA のバージョンに合った "
+                "PyTorch の wheel インデックスから)、defs/ から作った教材の transformers コンテナを使ってください。")))
     if tf.get("installed") and not tf.get("built_with_cuda"):
         out.append(_finding(
             "error", "TensorFlow が CUDA なしでビルドされています / TensorFlow is built without CUDA on a GPU node",
-            f"tensorflow {tf.get('version')}: tf.test.is_built_with_cuda() is False.",
-            "Use the keras-bert container (TensorFlow GPU base image) or install `tensorflow[and-cuda]`."))
+            _bi(f"tensorflow {tf.get('version')}: tf.test.is_built_with_cuda() is False.",
+                f"tensorflow {tf.get('version')} は CUDA なしでビルドされているので、GPU を使えません"
+                "(tf.test.is_built_with_cuda() が False です)。"),
+            _bi("Use the keras-bert container (TensorFlow GPU base image) or install `tensorflow[and-cuda]`.",
+                "keras-bert のコンテナ(TensorFlow の GPU 版のベースイメージ)を使うか、"
+                "`tensorflow[and-cuda]` をインストールしてください。")))
     return out
 
 
@@ -336,16 +373,27 @@ def trap_cuda_build_sees_no_gpu(facts: dict) -> list[dict]:
         if not (info.get("installed") and info.get("built_with_cuda")) or info.get("gpus"):
             continue
         others = ", ".join(f"{FRAMEWORK_NAMES[o]} sees {len(facts[o]['gpus'])}" for o in seeing)
+        others_ja = "、".join(f"{FRAMEWORK_NAMES[o]} には {len(facts[o]['gpus'])} 枚見えています" for o in seeing)
         out.append(_finding(
             "error", f"{name} は CUDA 付きなのに GPU が見えていません / {name} is built with CUDA but sees no GPU",
-            f"{fw} {info.get('version')} (built for CUDA {info.get('cuda_version') or '?'}) sees 0 GPUs; "
-            f"{others or 'the NVIDIA driver is loadable'}. Likely cause: an unpinned `pip install` "
-            "replaced the image's GPU build with another one in the same folder (`tensorflow-cpu` over "
-            "`tensorflow`, or a build for a CUDA whose libraries the image lacks); or the container was started "
-            "without `--nv`; or the driver is older than the CUDA this build needs (nvidia-smi header).",
-            f"`pip list | grep -i -e {fw} -e nvidia` to see what was installed; reinstall the pinned "
-            "version of the image (better: rebuild the kit's container from defs/, where every package "
-            "is pinned with ==); start the container with `singularity exec --nv`."))
+            _bi(f"{fw} {info.get('version')} (built for CUDA {info.get('cuda_version') or '?'}) sees 0 GPUs; "
+                f"{others or 'the NVIDIA driver is loadable'}. Likely cause: an unpinned `pip install` "
+                "replaced the image's GPU build with another one in the same folder (`tensorflow-cpu` over "
+                "`tensorflow`, or a build for a CUDA whose libraries the image lacks); or the container was started "
+                "without `--nv`; or the driver is older than the CUDA this build needs (nvidia-smi header).",
+                f"{fw} {info.get('version')}(CUDA {info.get('cuda_version') or '?'} 向けのビルド)には GPU が "
+                f"1 枚も見えていません({others_ja or 'NVIDIA ドライバは読み込めます'})。考えられる原因は、"
+                "バージョンを固定しない `pip install` がイメージの GPU 版を同じフォルダの別のビルドで置き換えたこと"
+                "(`tensorflow` の上に `tensorflow-cpu`、またはイメージにない CUDA のライブラリ向けのビルド)、"
+                "コンテナを `--nv` なしで起動したこと、ドライバがこのビルドの必要とする CUDA より古いこと"
+                "(nvidia-smi の見出しで分かります)です。"),
+            _bi(f"`pip list | grep -i -e {fw} -e nvidia` to see what was installed; reinstall the pinned "
+                "version of the image (better: rebuild the kit's container from defs/, where every package "
+                "is pinned with ==); start the container with `singularity exec --nv`.",
+                f"`pip list | grep -i -e {fw} -e nvidia` で何がインストールされたかを確かめ、イメージの固定した"
+                "バージョンをインストールし直してください(defs/ から教材のコンテナを作り直すほうが確実です。"
+                "そこではすべてのパッケージが == で固定されています)。コンテナは `singularity exec --nv` "
+                "で起動してください。")))
     return out
 
 
@@ -357,10 +405,14 @@ def trap_user_site(facts: dict) -> list[dict]:
     return [_finding(
         "error" if facts.get("container") else "warning",
         "~/.local のパッケージが優先されてしまいます / Packages in ~/.local can shadow the environment's own",
-        f"{facts.get('user_site')} holds: {', '.join(leaked)}. Python searches it before the "
-        "container's site-packages, so these versions win.",
-        "Set PYTHONNOUSERSITE=1 (the kit's containers and sbatch scripts do), or remove them: "
-        "`pip uninstall --user ...`.")]
+        _bi(f"{facts.get('user_site')} holds: {', '.join(leaked)}. Python searches it before the "
+            "container's site-packages, so these versions win.",
+            f"このフォルダに {', '.join(leaked)} があります。Python はコンテナの site-packages より先に"
+            "ここを探すので、こちらのバージョンが使われてしまいます。"),
+        _bi("Set PYTHONNOUSERSITE=1 (the kit's containers and sbatch scripts do), or remove them: "
+            "`pip uninstall --user ...`.",
+            "PYTHONNOUSERSITE=1 を設定するか(教材のコンテナと sbatch スクリプトは設定しています)、"
+            "それらを削除してください(コマンドは上の行)。"))]
 
 
 def trap_hidden_devices(facts: dict) -> list[dict]:
@@ -371,8 +423,11 @@ def trap_hidden_devices(facts: dict) -> list[dict]:
     return [_finding(
         "warning", f"CUDA_VISIBLE_DEVICES={cvd!r} がすべての GPU を隠しています / "
                    f"CUDA_VISIBLE_DEVICES={cvd!r} hides every GPU",
-        "Frameworks honour this variable and then see no GPU.",
-        "Unset it, or request GPUs from Slurm (`#SBATCH --gpus tesla:1`), which sets it for you.")]
+        _bi("Frameworks honour this variable and then see no GPU.",
+            "フレームワークはこの変数に従うので、GPU が 1 枚も見えなくなります。"),
+        _bi("Unset it, or request GPUs from Slurm (`#SBATCH --gpus tesla:1`), which sets it for you.",
+            "この変数を消すか(`unset CUDA_VISIBLE_DEVICES`)、Slurm に GPU を要求してください"
+            "(`#SBATCH --gpus tesla:1`)。そうすれば Slurm がこの変数を正しく設定します。"))]
 
 
 def trap_job_without_gpu(facts: dict) -> list[dict]:
@@ -381,8 +436,10 @@ def trap_job_without_gpu(facts: dict) -> list[dict]:
         return []
     return [_finding(
         "info", "この Slurm ジョブは GPU を要求していません / This Slurm job did not request a GPU",
-        f"Job {facts['slurm_job_id']} has no GPUs allocated.",
-        "Add `#SBATCH --gpus tesla:1` (type and count as your cluster names them).")]
+        _bi(f"Job {facts['slurm_job_id']} has no GPUs allocated.",
+            f"ジョブ {facts['slurm_job_id']} には GPU が割り当てられていません。"),
+        _bi("Add `#SBATCH --gpus tesla:1` (type and count as your cluster names them).",
+            "`#SBATCH --gpus tesla:1` を加えてください(GPU の種類と枚数は、使うクラスタでの呼び方に合わせます)。"))]
 
 
 TRAPS = (trap_two_tensorflows, trap_keras3_under_keras_bert, trap_driver_not_visible,
@@ -402,15 +459,21 @@ def summary_finding(facts: dict, found: list[dict]) -> list[dict]:
         return [_finding(
             "error", "GPU はありますが、どのフレームワークにも見えていません / "
                      "A GPU is present, but neither framework sees it",
-            f"nvidia-smi: {'works' if facts.get('nvidia_smi') else 'fails or absent'}; "
-            f"CUDA_VISIBLE_DEVICES={facts.get('cuda_visible_devices')!r}.",
-            "Compare the CUDA version the framework was built with (below) with the driver's "
-            "(nvidia-smi header): the driver must be at least as new.")]
+            _bi(f"nvidia-smi: {'works' if facts.get('nvidia_smi') else 'fails or absent'}; "
+                f"CUDA_VISIBLE_DEVICES={facts.get('cuda_visible_devices')!r}.",
+                f"nvidia-smi は{'動きます' if facts.get('nvidia_smi') else '失敗するか、見つかりません'}。"
+                f"CUDA_VISIBLE_DEVICES={facts.get('cuda_visible_devices')!r} です。"),
+            _bi("Compare the CUDA version the framework was built with (below) with the driver's "
+                "(nvidia-smi header): the driver must be at least as new.",
+                "フレームワークがビルドされた CUDA のバージョン(診断の上の一覧)と、ドライバの CUDA のバージョン"
+                "(nvidia-smi の見出し)を比べてください。ドライバのほうが同じか新しくなければなりません。"))]
     return [_finding(
         "info", "GPU が見えません: この計算機は CPU で計算します / "
                 "No GPU is visible: this machine computes on the CPU",
-        "Nothing is wrong with the software; there is simply no NVIDIA GPU here.",
-        "On the cluster, submit to a GPU partition (`sbatch sbatch/gpu_check.sbatch`).")]
+        _bi("Nothing is wrong with the software; there is simply no NVIDIA GPU here.",
+            "ソフトウェアに問題はありません。この計算機に NVIDIA の GPU がないだけです。"),
+        _bi("On the cluster, submit to a GPU partition (`sbatch sbatch/gpu_check.sbatch`).",
+            "クラスタでは、GPU のあるパーティションにジョブを投入してください(`sbatch sbatch/gpu_check.sbatch`)。"))]
 
 
 def diagnose(facts: dict) -> list[dict]:
@@ -482,7 +545,7 @@ def format_report(facts: dict, findings: list[dict]) -> str:
         if info is None:
             continue
         if not info.get("installed"):
-            lines.append(f"{fw}: not importable ({info.get('error')})")
+            lines.append(f"{fw}: not importable / import できません ({info.get('error')})")
             continue
         gpus = info.get("gpus") or []
         names = [g["name"] if isinstance(g, dict) else g for g in gpus]
@@ -491,12 +554,12 @@ def format_report(facts: dict, findings: list[dict]) -> str:
             f"{fw} {info['version']}: built with CUDA {info.get('cuda_version') or 'no'}, "
             f"cuDNN {info.get('cudnn_version') or '-'}, GPUs: {len(gpus)} {names if names else ''}{extra}")
     lines.append("")
-    for f in findings:
+    for f in findings:  # detail and fix: English, then the Japanese on an indented second line
         lines.append(f"{ICON[f['level']]} {f['title']}")
         if f["detail"]:
-            lines.append(f"         {f['detail']}")
+            lines.append("         " + f["detail"].replace("\n", "\n           "))
         if f["fix"]:
-            lines.append(f"         fix: {f['fix']}")
+            lines.append("         fix: " + f["fix"].replace("\n", "\n           "))
     return "\n".join(lines)
 
 
@@ -516,7 +579,8 @@ def main(argv: list[str] | None = None) -> int:
     frameworks = tuple(f.strip() for f in args.frameworks.split(",") if f.strip())
     bad = [f for f in frameworks if f not in ("torch", "tensorflow")]
     if bad:
-        parser.error(f"unknown framework(s): {', '.join(bad)} (use torch, tensorflow)")
+        parser.error(f"unknown framework(s): {', '.join(bad)} (use torch, tensorflow) / "
+                     "使えるフレームワークは torch と tensorflow です")
 
     facts = gather_facts(frameworks)
     findings = diagnose(facts)
@@ -535,10 +599,11 @@ def main(argv: list[str] | None = None) -> int:
         print(format_report(facts, findings))
         for t in timings:
             print(f"matmul {t['framework']:<10} {t['device']:<5} {t['size']}x{t['size']}: "
-                  f"{t['seconds'] / t['repeats'] * 1000:.1f} ms each, {t['gflops']:.1f} GFLOP/s")
+                  f"{t['seconds'] / t['repeats'] * 1000:.1f} ms each (1 回あたり), {t['gflops']:.1f} GFLOP/s")
     if any(f["level"] == "error" for f in findings):
         return 1
     if args.require_gpu and visible_gpu_count(facts) == 0:
-        print("no GPU visible and --require-gpu was given", file=sys.stderr)
+        print("no GPU visible and --require-gpu was given / "
+              "GPU が見えません(--require-gpu が指定されているので失敗にします)", file=sys.stderr)
         return 1
     return 0

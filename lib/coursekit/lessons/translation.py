@@ -34,7 +34,7 @@ def build_tiny_tokenizer(train, out_dir: str | Path, vocab_size: int = 4000, src
 
     out_dir = Path(out_dir)
     if reuse and (out_dir / "tokenizer_config.json").is_file():
-        print(f"reusing the tokenizer saved in {out_dir}")
+        print(f"reusing the tokenizer saved in {out_dir} / 前回保存したトークナイザを使います")
         return AutoTokenizer.from_pretrained(str(out_dir))
     n = min(len(train), max_sentences // 2)
     texts = list(train[src][:n]) + list(train[tgt][:n])
