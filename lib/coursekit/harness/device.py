@@ -410,9 +410,10 @@ def trap_user_site(facts: dict) -> list[dict]:
             f"このフォルダに {', '.join(leaked)} があります。Python はコンテナの site-packages より先に"
             "ここを探すので、こちらのバージョンが使われてしまいます。"),
         _bi("Set PYTHONNOUSERSITE=1 (the kit's containers and sbatch scripts do), or remove them: "
-            "`pip uninstall --user ...`.",
+            "`PYTHONNOUSERSITE= python3 -m pip uninstall PACKAGE` outside the container (pip removes the copy "
+            "it finds first, the one in ~/.local).",
             "PYTHONNOUSERSITE=1 を設定するか(教材のコンテナと sbatch スクリプトは設定しています)、"
-            "それらを削除してください(コマンドは上の行)。"))]
+            "コンテナの外で上の行のコマンドを実行して削除してください(pip は最初に見つけた ~/.local の方を消します)。"))]
 
 
 def trap_hidden_devices(facts: dict) -> list[dict]:
@@ -463,7 +464,7 @@ def summary_finding(facts: dict, found: list[dict]) -> list[dict]:
                 f"CUDA_VISIBLE_DEVICES={facts.get('cuda_visible_devices')!r}.",
                 f"nvidia-smi は{'動きます' if facts.get('nvidia_smi') else '失敗するか、見つかりません'}。"
                 f"CUDA_VISIBLE_DEVICES={facts.get('cuda_visible_devices')!r} です。"),
-            _bi("Compare the CUDA version the framework was built with (below) with the driver's "
+            _bi("Compare the CUDA version the framework was built with (listed above the findings) with the driver's "
                 "(nvidia-smi header): the driver must be at least as new.",
                 "フレームワークがビルドされた CUDA のバージョン(診断の上の一覧)と、ドライバの CUDA のバージョン"
                 "(nvidia-smi の見出し)を比べてください。ドライバのほうが同じか新しくなければなりません。"))]
