@@ -149,8 +149,7 @@ def slurm_env(tmp_path_factory):
     job_env.pop("COURSEKIT_RUN_DIR", None)
     yield job_env
     subprocess.run(["bash", str(CLUSTER / "stop-slurm.sh")], env=env, capture_output=True, timeout=120)
-    left = [n for n in ("slurmctld", "slurmd", "munged")
-            if (root / "run" / f"{n}.pid").exists()]
+    left = sorted(p.name for p in (root / "run").glob("*.pid"))   # slurmctld, munged, slurmd-<node>
     assert not left, f"daemons left running: {left}"
     shutil.rmtree(root, ignore_errors=True)
 
@@ -343,15 +342,22 @@ def containers_pins() -> dict[str, str]:
     return containers.read_pins(ROOT / "requirements.txt")
 
 
-def test_notebook_00_runs_inside_the_image_as_a_slurm_job(images, slurm_env, tmp_path):
-    runtime, image = images["transformers"]
+def _notebook_job_in_image(images, slurm_env, workdir, image_name, script, notebook, *args):
+    """Submit one notebook's sbatch script in a CPU test image, wait for it, check it COMPLETED inside the
+    image (job and daemon logs on failure); its run record."""
+    runtime, image = images[image_name]
     env = _image_env(slurm_env, runtime)
-    job, t0 = _submit_in_image(env, tmp_path, "sbatch/gpu_check.sbatch", image, "--profile", "tiny")
-    state = _wait_done(env, job, 600)
-    assert state == "COMPLETED", _job_logs(tmp_path, env)
-    print(f"\n[jobs] notebook 00 in {image.name}: {time.monotonic() - t0:.0f} s")
-    folder = Path(env["COURSEKIT_RUNS"]) / "00_gpu_check" / job
-    data = _ran_in_image(folder, image, (tmp_path / f"logs/gpu_check-{job}.log").read_text())
+    job, t0 = _submit_in_image(env, workdir, f"sbatch/{script}.sbatch", image, "--profile", "tiny", *args)
+    state = _wait_done(env, job, 900 if notebook != "00_gpu_check" else 600)
+    assert state == "COMPLETED", _job_logs(workdir, env)
+    print(f"\n[jobs] notebook {notebook[:2]} in {image.name}: {time.monotonic() - t0:.0f} s")
+    folder = Path(env["COURSEKIT_RUNS"]) / notebook / job
+    data = _ran_in_image(folder, image, (workdir / f"logs/{script}-{job}.log").read_text())
+    return folder, data
+
+
+def test_notebook_00_runs_inside_the_image_as_a_slurm_job(images, slurm_env, tmp_path):
+    folder, data = _notebook_job_in_image(images, slurm_env, tmp_path, "transformers", "gpu_check", "00_gpu_check")
     assert data["metrics"]["in_container"] is True
     assert (folder / "00_gpu_check.html").is_file() and (folder / "00_gpu_check.ipynb").is_file()
 
@@ -359,16 +365,9 @@ def test_notebook_00_runs_inside_the_image_as_a_slurm_job(images, slurm_env, tmp
 def test_notebook_02_runs_inside_the_keras_bert_image_as_a_slurm_job(images, slurm_env, tmp_path):
     from ..corpora import write_sample_corpus
 
-    runtime, image = images["keras-bert"]
-    env = _image_env(slurm_env, runtime)
     corpus = write_sample_corpus(tmp_path / "ldcc", per_category=14, seed=2)
-    job, t0 = _submit_in_image(env, tmp_path, "sbatch/livedoor.sbatch", image, "--profile", "tiny",
-                               "-p", "data_dir", str(corpus), *SMALL_02)
-    state = _wait_done(env, job, 900)
-    assert state == "COMPLETED", _job_logs(tmp_path, env)
-    print(f"\n[jobs] notebook 02 in {image.name}: {time.monotonic() - t0:.0f} s")
-    folder = Path(env["COURSEKIT_RUNS"]) / "02_livedoor_bert" / job
-    data = _ran_in_image(folder, image, (tmp_path / f"logs/livedoor-{job}.log").read_text())
+    folder, data = _notebook_job_in_image(images, slurm_env, tmp_path, "keras-bert", "livedoor", "02_livedoor_bert",
+                                          "-p", "data_dir", str(corpus), *SMALL_02)
     assert data["metrics"]["corpus_articles"] == 126 and data["metrics"]["baseline_accuracy"] >= 0.8
     assert (folder / "classifier.keras").is_file() and (folder / "02_livedoor_bert.html").is_file()
 
@@ -376,16 +375,9 @@ def test_notebook_02_runs_inside_the_keras_bert_image_as_a_slurm_job(images, slu
 def test_notebook_03_runs_inside_the_transformers_image_as_a_slurm_job(images, slurm_env, tmp_path):
     from ..lessons.test_alt import write_parallel
 
-    runtime, image = images["transformers"]
-    env = _image_env(slurm_env, runtime)
     data_dir = write_parallel(tmp_path / "data", sizes=(320, 32, 24))
-    job, t0 = _submit_in_image(env, tmp_path, "sbatch/bart.sbatch", image, "--profile", "tiny",
-                               "-p", "data_dir", str(data_dir), "-p", "epochs", "1", *SMALL_03)
-    state = _wait_done(env, job, 900)
-    assert state == "COMPLETED", _job_logs(tmp_path, env)
-    print(f"\n[jobs] notebook 03 in {image.name}: {time.monotonic() - t0:.0f} s")
-    folder = Path(env["COURSEKIT_RUNS"]) / "03_bart_translation" / job
-    data = _ran_in_image(folder, image, (tmp_path / f"logs/bart-{job}.log").read_text())
+    _, data = _notebook_job_in_image(images, slurm_env, tmp_path, "transformers", "bart", "03_bart_translation",
+                                     "-p", "data_dir", str(data_dir), "-p", "epochs", "1", *SMALL_03)
     m = data["metrics"]
     assert m["training"]["global_step"] == 20
     assert data["params"]["bleu_tokenize"] == "ja-mecab", "MeCab + ipadic are in the image: word BLEU"
@@ -395,16 +387,9 @@ def test_notebook_03_runs_inside_the_transformers_image_as_a_slurm_job(images, s
 def test_notebook_04_runs_inside_the_transformers_image_as_a_slurm_job(images, slurm_env, tmp_path):
     from ..corpora import write_sample_folder
 
-    runtime, image = images["transformers"]
-    env = _image_env(slurm_env, runtime)
     text = write_sample_folder(tmp_path / "text", n_documents=240)
-    job, t0 = _submit_in_image(env, tmp_path, "sbatch/pretrain.sbatch", image, "--profile", "tiny",
-                               "-p", "corpus", str(text), *SMALL_04)
-    state = _wait_done(env, job, 900)
-    assert state == "COMPLETED", _job_logs(tmp_path, env)
-    print(f"\n[jobs] notebook 04 in {image.name}: {time.monotonic() - t0:.0f} s")
-    folder = Path(env["COURSEKIT_RUNS"]) / "04_bert_pretraining" / job
-    data = _ran_in_image(folder, image, (tmp_path / f"logs/pretrain-{job}.log").read_text())
+    _, data = _notebook_job_in_image(images, slurm_env, tmp_path, "transformers", "pretrain", "04_bert_pretraining",
+                                     "-p", "corpus", str(text), *SMALL_04)
     assert data["metrics"]["keras_bert_parameters"] > 0, "the keras-bert export loaded in the same image"
 
 
