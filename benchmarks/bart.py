@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from measure import RESULTS, ROOT, Results, alternate, portable  # noqa: E402
+from measure import RESULTS, ROOT, Results, alternate, copy_portable, portable  # noqa: E402
 
 from coursekit.harness import params  # noqa: E402
 from coursekit.lessons import alt, translation  # noqa: E402
@@ -100,7 +100,7 @@ def tiny_notebook(data_dir: Path, work: Path) -> dict:
     wall = time.perf_counter() - t0
     if not result.ok:
         raise SystemExit(f"notebook 03 failed: {result.error}")
-    shutil.copy(result.run_dir / "metrics.json", RESULTS / "bart_tiny_metrics.json")
+    copy_portable(result.run_dir / "metrics.json", RESULTS / "bart_tiny_metrics.json")
     m = result.metrics["metrics"]
     return {"wall_s": round(wall, 1), "phases": result.metrics["phases"], "bleu": m["bleu"], "chrf": m["chrf"],
             "bleu_tokenizer": m["bleu_tokenizer"], "bleu_precisions": m["bleu_precisions"],

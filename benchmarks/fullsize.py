@@ -39,6 +39,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+from measure import portable  # noqa: E402  (no machine paths in the results files)
 DATA = ROOT.parent / "shared" / "data"
 NOTEBOOKS = {"02": "02_livedoor_bert", "03": "03_bart_translation", "04": "04_bert_pretraining"}
 TRAIN_PHASES = {"02": ["fine-tune"], "03": ["train"], "04": ["pretrain-phase1", "pretrain-phase2"]}
@@ -223,22 +225,6 @@ def commit() -> str:
     dirty = subprocess.run(["git", "status", "--porcelain", "--", "notebooks", "lib"], cwd=ROOT,
                            capture_output=True, text=True).stdout.strip()
     return proc.stdout.strip() + ("+changes" if dirty else "")
-
-
-def portable(value, root: Path = Path(__file__).resolve().parents[1]):
-    """Paths of this machine written so they mean something elsewhere: the kit's own files relative to
-    the kit, ../shared/... for the shared data beside it, <tmp>/... for scratch files."""
-    if isinstance(value, dict):
-        return {k: portable(v, root) for k, v in value.items()}
-    if isinstance(value, list):
-        return [portable(v, root) for v in value]
-    if isinstance(value, str):
-        import tempfile
-
-        for prefix, label in ((str(root) + "/", ""), (str(root.parent) + "/", "../"),
-                              (tempfile.gettempdir() + "/", "<tmp>/")):
-            value = value.replace(prefix, label)
-    return value
 
 
 def write_results(results: dict, out_dir: Path) -> tuple[Path, Path]:

@@ -27,7 +27,7 @@ from pathlib import Path
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")  # keras-bert needs Keras 2: before TensorFlow loads
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from measure import RESULTS, ROOT, Results, alternate, portable  # noqa: E402
+from measure import RESULTS, ROOT, Results, alternate, copy_portable, portable  # noqa: E402
 
 from coursekit.harness import params, progress  # noqa: E402
 from coursekit.lessons import baseline, kerasbert, livedoor  # noqa: E402
@@ -167,7 +167,7 @@ def tiny_notebook(data_dir: Path, rounds: int, tmp: Path) -> dict:
 
     times = alternate({"notebook": run}, rounds=rounds)
     last = runs[-1]
-    shutil.copy(last.run_dir / "metrics.json", RESULTS / "livedoor_tiny_metrics.json")
+    copy_portable(last.run_dir / "metrics.json", RESULTS / "livedoor_tiny_metrics.json")
     m = last.metrics["metrics"]
     return {"times": times, "accuracy": m["accuracy"], "baseline_accuracy": m["baseline_accuracy"],
             "baseline_same_text_accuracy": m.get("baseline_same_text_accuracy"),

@@ -22,6 +22,7 @@ import shlex
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Callable
@@ -85,18 +86,25 @@ def command_line() -> str:
     return " ".join(["python", str(script), *(shlex.quote(portable(a)) for a in sys.argv[1:])])
 
 
-def portable(value: str) -> str:
-    """A path argument as it may stand in a committed file: relative to the kit, ../shared/..., <tmp>/..."""
-    text = str(value)
-    if not text.startswith("/"):
-        return text
-    path = Path(text).resolve()
-    for base, shown in ((ROOT, ""), (ROOT.parent / "shared", "../shared/")):
-        try:
-            return shown + str(path.relative_to(base))
-        except ValueError:
-            pass
-    return "<path>/" + path.name
+def portable(value):
+    """Paths of this machine written so they mean something elsewhere (no machine paths in committed
+    files): the kit's own files relative to the kit, ../shared/... for the shared data beside it,
+    <tmp>/... for scratch files; in strings, lists and dicts (a whole metrics.json)."""
+    if isinstance(value, dict):
+        return {k: portable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [portable(v) for v in value]
+    if isinstance(value, str):
+        for prefix, label in ((str(ROOT) + "/", ""), (str(ROOT), "."), (str(ROOT.parent) + "/", "../"),
+                              (tempfile.gettempdir() + "/", "<tmp>/")):
+            value = value.replace(prefix, label)
+    return value
+
+
+def copy_portable(source: Path, dest: Path) -> None:
+    """A run's metrics.json copied into benchmarks/results with its paths made portable."""
+    data = json.loads(Path(source).read_text(encoding="utf-8"))
+    Path(dest).write_text(json.dumps(portable(data), ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
 
 
 class Results:
@@ -158,7 +166,8 @@ class Results:
         self.data["load_average_end"] = load_average()
         self.out.mkdir(parents=True, exist_ok=True)
         js, md = self.out / f"{self.name}.json", self.out / f"{self.name}.md"
-        js.write_text(json.dumps(self.data, ensure_ascii=False, indent=2, default=float) + "\n", encoding="utf-8")
+        self.data = portable(json.loads(json.dumps(self.data, default=float)))
+        js.write_text(json.dumps(self.data, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
         md.write_text("\n".join(markdown(self)) + "\n", encoding="utf-8")
         print(f"written {js} and {md.name}")
         return js, md

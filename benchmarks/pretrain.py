@@ -22,7 +22,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))  # tests.corpora: the generated text
-from measure import RESULTS, ROOT, Results, alternate, portable  # noqa: E402
+from measure import RESULTS, ROOT, Results, alternate, copy_portable, portable  # noqa: E402
 
 import coursekit  # noqa: E402,F401
 from coursekit.harness import params  # noqa: E402
@@ -85,7 +85,7 @@ def tiny_notebook(livedoor: str, work: Path) -> dict:
     wall = time.perf_counter() - t0
     if not result.ok:
         raise SystemExit(f"notebook 04 failed: {result.error}")
-    shutil.copy(result.run_dir / "metrics.json", RESULTS / "pretrain_tiny_metrics.json")
+    copy_portable(result.run_dir / "metrics.json", RESULTS / "pretrain_tiny_metrics.json")
     m = result.metrics["metrics"]
     keep = ("valid_loss_before", "valid_loss_after", "perplexity_before", "perplexity_after", "valid_loss_drop")
     return {"wall_s": round(wall, 1), "phases": result.metrics["phases"],
