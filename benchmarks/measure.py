@@ -141,8 +141,11 @@ class Results:
         self.data["measured_by"][key] = "this run"
 
     def alone(self) -> bool:
-        """True when the load average at the start and at the end says nothing else was running."""
-        return max(self.data["load_average_start"][0], self.data.get("load_average_end", [0])[0]) <= BUSY_LOAD + 1
+        """True when the load averages say nothing else was running: below BUSY_LOAD + 0.5 at the start (a run
+        that just ended still shows), and at the end no more than the benchmark's own threads (one per core)."""
+        cores = self.data["machine"]["affinity"] or 1
+        return (self.data["load_average_start"][0] <= BUSY_LOAD + 0.5
+                and self.data.get("load_average_end", [0])[0] <= cores + 0.5)
 
     def header(self, title: str) -> list[str]:
         d = self.data
@@ -161,6 +164,16 @@ class Results:
                 f"({m['affinity']} usable), {m['machine']}, Python {m['python']}; {idle}.",
                 "Each time is the median of the timed rounds (variants alternated A B A B ... after a warm-up "
                 "round), with min and max.", "", *earlier]
+
+    @classmethod
+    def rewrite(cls, name: str, markdown: Callable[["Results"], list[str]], out: Path | None = None) -> Path:
+        """Write <name>.md again from <name>.json (after a change of the Markdown, no new measurement)."""
+        res = cls.__new__(cls)
+        res.name, res.out = name, Path(out or RESULTS)
+        res.data = json.loads((res.out / f"{name}.json").read_text(encoding="utf-8"))
+        md = res.out / f"{name}.md"
+        md.write_text("\n".join(markdown(res)) + "\n", encoding="utf-8")
+        return md
 
     def write(self, markdown: Callable[["Results"], list[str]]) -> tuple[Path, Path]:
         self.data["load_average_end"] = load_average()
