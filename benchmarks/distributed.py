@@ -91,12 +91,15 @@ def main(argv: list[str] | None = None) -> int:
 
 def markdown(r: dict) -> str:
     s1, s2, est = r["step_s"]["1"], r["step_s"]["2"], r["paper_estimate_gpu"]
-    busy = max(r["load_average_before"][0], r["load_average_after"][0]) > 0.5
+    # idle: nothing left running before (a benchmark that just ended still shows), and at the end no more
+    # load than this benchmark's own processes (one per core)
+    busy = r["load_average_before"][0] > 1.5 or r["load_average_after"][0] > r["machine"]["cores"] + 0.5
     lines = [
         "# Data parallelism on this CPU: 2 gloo processes against 1 (benchmarks/distributed.py)", "",
         f"`{r['command']}` at commit `{r['commit']}`; {r['machine']['cores']} cores, Python {r['machine']['python']}; "
         f"load average {r['load_average_before']} before, {r['load_average_after']} after"
-        + (" (**the machine was not idle**: other work shared the cores, both variants are slowed)." if busy else "."), "",
+        + (" (**the machine was not idle**: other work shared the cores, both variants are slowed)." if busy
+           else " (nothing else ran; the 1-minute load before is what the previous benchmark left)."), "",
         f"Training: notebook 06's script (`python -m coursekit.lessons.dataparallel {' '.join(r['training'])}`), "
         f"a 2-layer MLP with {r['parameters']:,} parameters ({r['gradient_mb']} MB of float32 gradients all-reduced "
         "every step by DistributedDataParallel), the same global batch in both variants. "
