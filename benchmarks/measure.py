@@ -141,10 +141,11 @@ class Results:
         self.data["measured_by"][key] = "this run"
 
     def alone(self) -> bool:
-        """True when the load averages say nothing else was running: below BUSY_LOAD + 0.5 at the start (a run
-        that just ended still shows), and at the end no more than the benchmark's own threads (one per core)."""
+        """True when the 1-minute load averages say nothing else was running: at the start no more than the
+        cores (a benchmark that just ended still shows for a minute or two), and at the end no more than the
+        benchmark's own threads (one per core) plus 0.5; a second busy process adds about 2 on these machines."""
         cores = self.data["machine"]["affinity"] or 1
-        return (self.data["load_average_start"][0] <= BUSY_LOAD + 0.5
+        return (self.data["load_average_start"][0] <= cores
                 and self.data.get("load_average_end", [0])[0] <= cores + 0.5)
 
     def header(self, title: str) -> list[str]:
