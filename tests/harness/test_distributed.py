@@ -20,6 +20,7 @@ import pytest
 from coursekit.harness import distributed, utilisation
 from ..conftest import ROOT
 from ..lessons.test_alt import write_parallel
+from .slurmjobs import field, wait
 
 NOTEBOOK = "notebooks/03_bart_translation.ipynb"
 SMALL = ("-p", "vocab_size", "120", "-p", "d_model", "32", "-p", "layers", "1", "-p", "max_length", "24",
@@ -145,23 +146,6 @@ def slurm(tmp_path_factory):
     shutil.rmtree(root, ignore_errors=True)
 
 
-def _field(env, job, name):
-    out = subprocess.run(["scontrol", "show", "job", job], env=env, capture_output=True, text=True).stdout
-    for token in out.split():
-        if token.startswith(name + "="):
-            return token.split("=", 1)[1]
-    return ""
-
-
-def _wait(cond, seconds, what):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        time.sleep(1)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 @pytest.mark.notebook
 def test_a_warned_two_task_job_checkpoints_on_all_ranks_requeues_and_resumes(slurm, tmp_path):
     data = write_parallel(tmp_path / "data", sizes=(320, 32, 8))
@@ -173,19 +157,19 @@ def test_a_warned_two_task_job_checkpoints_on_all_ranks_requeues_and_resumes(slu
     assert proc.returncode == 0, proc.stderr
     job = proc.stdout.strip().split(";")[0]
     log = tmp_path / f"logs/bart-{job}.log"
-    _wait(lambda: log.exists() and "[train] step" in log.read_text(errors="replace"), 300, "training to start")
+    wait(lambda: log.exists() and "[train] step" in log.read_text(errors="replace"), 300, "training to start")
     time.sleep(3)
     subprocess.run(["scancel", "--batch", "--signal=USR1", job], env=slurm, check=True)
-    _wait(lambda: _field(slurm, job, "Restarts") == "1" and _field(slurm, job, "JobState") == "PENDING", 180,
+    wait(lambda: field(slurm, job, "Restarts") == "1" and field(slurm, job, "JobState") == "PENDING", 180,
           "the requeue")
     requeued = time.time()
-    _wait(lambda: subprocess.run(["sinfo", "-h", "-N", "-o", "%T"], env=slurm, capture_output=True,
+    wait(lambda: subprocess.run(["sinfo", "-h", "-N", "-o", "%T"], env=slurm, capture_output=True,
                                  text=True).stdout.strip() == "idle", 120, "the node to be idle")
     time.sleep(max(0.0, requeued + 2.0 - time.time()))
     subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], env=slurm, check=True)
-    _wait(lambda: _field(slurm, job, "JobState") in ("COMPLETED", "FAILED", "CANCELLED"), 400, "the job to end")
+    wait(lambda: field(slurm, job, "JobState") in ("COMPLETED", "FAILED", "CANCELLED"), 400, "the job to end")
     text = log.read_text(errors="replace")
-    assert _field(slurm, job, "JobState") == "COMPLETED", text[-3000:]
+    assert field(slurm, job, "JobState") == "COMPLETED", text[-3000:]
     assert "data parallel: 2 processes" in text and "requeueing job" in text
     assert text.count(f"resuming from") == 2, "both ranks resumed from the checkpoint"
     runs = Path(slurm["COURSEKIT_RUNS"]) / "03_bart_translation"

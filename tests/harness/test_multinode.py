@@ -33,6 +33,7 @@ import pytest
 from ..conftest import ROOT
 from ..corpora import write_sample_corpus, write_sample_folder
 from ..lessons.test_alt import write_parallel
+from .slurmjobs import field, wait
 
 CLUSTER = ROOT / "tests" / "cluster"
 NODES = ("127.0.0.1", "127.0.0.2")
@@ -138,35 +139,18 @@ def _sbatch(env, workdir: Path, script: str, *args: str) -> str:
     return proc.stdout.strip().split(";")[0]
 
 
-def _field(env, job, name) -> str:
-    out = subprocess.run(["scontrol", "show", "job", job], env=env, capture_output=True, text=True).stdout
-    for token in out.split():
-        if token.startswith(name + "="):
-            return token.split("=", 1)[1]
-    return ""
-
-
-def _wait(cond, seconds, what):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        time.sleep(0.5)
-    raise AssertionError(f"timed out after {seconds}s waiting for {what}")
-
-
 def _wait_done(env, job, workdir, seconds=600) -> None:
     try:
-        _wait(lambda: _field(env, job, "JobState") in FINAL, seconds, f"job {job} to end")
+        wait(lambda: field(env, job, "JobState") in FINAL, seconds, f"job {job} to end")
     except AssertionError as exc:
         raise AssertionError(f"{exc}\n{_logs(workdir, env)}") from None
-    state = _field(env, job, "JobState")
-    assert state == "COMPLETED", f"job {job} {state} (exit {_field(env, job, 'ExitCode')})\n{_logs(workdir, env)}"
+    state = field(env, job, "JobState")
+    assert state == "COMPLETED", f"job {job} {state} (exit {field(env, job, 'ExitCode')})\n{_logs(workdir, env)}"
 
 
 def _ran_on_both_nodes(env, job, step="0", attempts=1):
     """Each node's slurmd launched a task of the job's srun step (as often as the job ran)."""
-    assert _field(env, job, "NumNodes") == "2" and _field(env, job, "NodeList") == "127.0.0.[1-2]"
+    assert field(env, job, "NumNodes") == "2" and field(env, job, "NodeList") == "127.0.0.[1-2]"
     for node in NODES:
         log = Path(env["SLURM_ROOT"], "log", f"slurmd-{node}.log").read_text(errors="replace")
         assert log.count(f"launch task StepId={job}.{step} ") == attempts, f"slurmd of {node} launched no task"
@@ -250,19 +234,19 @@ def test_a_warned_two_node_job_checkpoints_on_both_ranks_requeues_and_resumes(tw
     job = _sbatch(two_nodes, tmp_path, script, "--profile", "tiny", "--no-html", *small, "-p", "data_dir", str(data),
                   "-p", "checkpoint_dir", str(checkpoints), "-p", "epochs", "10", "-p", "batch_size", "8")
     t0 = time.monotonic()
-    _wait(lambda: (checkpoints / "checkpoint-20").is_dir() or _field(two_nodes, job, "JobState") in FINAL, 300,
+    wait(lambda: (checkpoints / "checkpoint-20").is_dir() or field(two_nodes, job, "JobState") in FINAL, 300,
           "the first epoch's checkpoint")
-    assert _field(two_nodes, job, "JobState") == "RUNNING", _logs(tmp_path, two_nodes)
+    assert field(two_nodes, job, "JobState") == "RUNNING", _logs(tmp_path, two_nodes)
     subprocess.run(["scancel", "--batch", "--signal=USR1", job], env=two_nodes, check=True)
     try:
-        _wait(lambda: _field(two_nodes, job, "Restarts") == "1" and _field(two_nodes, job, "JobState") == "PENDING",
+        wait(lambda: field(two_nodes, job, "Restarts") == "1" and field(two_nodes, job, "JobState") == "PENDING",
               180, "the requeue")
     except AssertionError as exc:
         raise AssertionError(f"{exc}\n{_logs(tmp_path, two_nodes)}") from None
     requeued = time.time()
     # release as test_slurm.py does: once both nodes are idle, and not within ~2 s of the requeue (Slurm 22.05
     # revokes the first attempt's credential with a one-second timestamp; a launch in that second fails)
-    _wait(lambda: subprocess.run(["sinfo", "-h", "-N", "-o", "%T"], env=two_nodes, capture_output=True,
+    wait(lambda: subprocess.run(["sinfo", "-h", "-N", "-o", "%T"], env=two_nodes, capture_output=True,
                                  text=True).stdout.split() == ["idle", "idle"], 120, "both nodes to be idle")
     time.sleep(max(0.0, requeued + 2.0 - time.time()))
     subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], env=two_nodes, check=True)

@@ -154,7 +154,7 @@ def test_notebook_02_single_device_uses_the_default_strategy_and_shows_the_scope
     source = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
     for api in ("tf.distribute.MirroredStrategy(", "tf.distribute.MultiWorkerMirroredStrategy(",
                 "tf.distribute.cluster_resolver.SlurmClusterResolver(", "strategy.scope()",
-                "tf.config.set_logical_device_configuration(", "batch_size=global_batch"):
+                "tf.config.set_logical_device_configuration(", ".batch(global_batch)"):
         assert api in source, api
     # the strategy is chosen before TensorFlow computes anything (the corpus, the checkpoint, the model)
     assert source.index("strategy = ") < source.index("kerasbert.prepare_model(")
