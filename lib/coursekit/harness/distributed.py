@@ -49,19 +49,8 @@ def port_for_job(job_id: str | int | None) -> int:
 def first_host(nodelist: str) -> str:
     """The first host of a Slurm node list, as `scontrol show hostnames LIST | head -1` prints it
     (scontrol when available; else the list is expanded here: node[03-05,07],gpu1 -> node03)."""
-    try:
-        out = subprocess.run(["scontrol", "show", "hostnames", nodelist], capture_output=True, text=True,
-                             timeout=20)
-        if out.returncode == 0 and out.stdout.split():
-            return out.stdout.split()[0]
-    except (OSError, subprocess.SubprocessError):
-        pass
-    first = re.split(r",(?![^\[]*\])", nodelist.strip())[0]
-    m = re.fullmatch(r"([^\[]*)\[([^\]]+)\](.*)", first)
-    if not m:
-        return first
-    prefix, ranges, suffix = m.groups()
-    return prefix + ranges.split(",")[0].split("-")[0] + suffix
+    hosts = hostnames(nodelist)
+    return hosts[0] if hosts else nodelist.strip()
 
 
 def plan(environ: Mapping[str, str] | None = None) -> dict | None:
