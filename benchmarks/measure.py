@@ -127,7 +127,9 @@ class Results:
             old = json.loads(earlier.read_text(encoding="utf-8"))
             for key, value in old.get("figures", {}).items():
                 self.data["figures"][key] = value
-                self.data["measured_by"][key] = old.get("measured_by", {}).get(key) or self._run(old)
+                by = old.get("measured_by", {}).get(key)
+                # "this run" in the earlier file means that file's run, which is an earlier one here
+                self.data["measured_by"][key] = by if isinstance(by, dict) else self._run(old)
         if start[0] > BUSY_LOAD:
             print(f"warning: load average {start[0]} at the start: the machine is not idle; "
                   "benchmark alone (NOTES.md)", file=sys.stderr)

@@ -83,3 +83,33 @@ def test_without_a_gpu_the_full_run_says_so():
     proc = subprocess.run([sys.executable, str(SCRIPT), "--only", "none"], cwd=ROOT, capture_output=True,
                           text=True, timeout=600)
     assert proc.returncode == 2 and "--cpu-smoke" in proc.stderr
+
+
+def load_measure():
+    spec = importlib.util.spec_from_file_location("bench_measure", ROOT / "benchmarks" / "measure.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_results_kept_from_an_earlier_run_name_that_run(tmp_path):
+    """`--only` runs keep the other figures; each kept figure names the run that measured it, also after
+    a second `--only` run (the first file says "this run" for its own figures)."""
+    measure = load_measure()
+    first = measure.Results("demo", tmp_path)
+    first.add("a", {"s": 1.0})
+    first.add("b", {"s": 2.0})
+    first.data["load_average_end"] = [0.5, 0.5, 0.5]
+    (tmp_path / "demo.json").write_text(json.dumps(first.data))
+    second = measure.Results("demo", tmp_path, keep=True)
+    second.add("b", {"s": 3.0})
+    assert second.data["figures"] == {"a": {"s": 1.0}, "b": {"s": 3.0}}
+    assert second.data["measured_by"]["b"] == "this run"
+    assert second.data["measured_by"]["a"]["date"] == first.data["date"]
+    second.data["load_average_end"] = [0.5, 0.5, 0.5]
+    (tmp_path / "demo.json").write_text(json.dumps(second.data))
+    third = measure.Results("demo", tmp_path, keep=True)
+    assert third.data["measured_by"]["a"]["date"] == first.data["date"]
+    assert third.data["measured_by"]["b"]["commit"] == second.data["commit"]
+    third.data["load_average_end"] = [0.5, 0.5, 0.5]
+    assert "Figures kept from an earlier run" in "\n".join(third.header("demo"))

@@ -8,6 +8,7 @@ not bit-identical because dropout draws differ per process and DDP sums the two 
 another order)."""
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -117,6 +118,8 @@ def test_two_processes_train_like_one_with_the_same_global_batch(tmp_path):
     assert abs(a - b) / b < TOLERANCE, f"validation loss after 20 steps: 2 processes {a:.4f}, 1 process {b:.4f}"
     assert abs(m2["train_loss"] - m1["train_loss"]) / m1["train_loss"] < TOLERANCE
     assert "rank 1 of 2" in two[1].stderr and "scratch folder" in two[1].stderr
+    scratch = Path(re.search(r"in scratch folder (\S+) \(rank 0", two[1].stderr).group(1))
+    assert "scratch folder removed" in two[1].stderr and not scratch.exists(), "rank 1 cleans up after a success"
     assert ddp["utilisation"]["samples"] >= 1 and ddp["utilisation"]["kind"] in ("cpu", "gpu")
     assert not list((runs / "03_bart_translation").glob(".launch-*")), "the pointer file is removed"
 

@@ -9,10 +9,12 @@ before anything runs; see `params`.
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import json
 import os
 import re
+import shutil
 import signal
 import sys
 import threading
@@ -332,6 +334,11 @@ def _run_other_rank(notebook: Path, values: dict, root: Path | None, launch: dic
         status, error = _execute(notebook, out_nb, values, kernel, quiet, say)
     took = format_seconds(time.perf_counter() - t0)
     say(f"coursekit run: rank {launch['rank']}: {status} in {took} / {STATUS_JA.get(status, status)}({took})")
+    if status == "completed":  # rank 0's run folder has the record; a failed rank's notebook stays to be read
+        shutil.rmtree(scratch, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            scratch.parent.rmdir()  # the launch's folder, once every rank on this node has removed its own
+        say(f"coursekit run: rank {launch['rank']}: scratch folder removed / 作業用フォルダを削除しました")
     data = {"status": status, "rank": launch["rank"], "error": error}
     return RunResult(scratch, out_nb, None, data, status == "completed", error)
 
