@@ -7,7 +7,7 @@ import tarfile
 
 import pytest
 
-from coursekit.lessons import baseline, livedoor
+from coursekit.lessons import baseline, download, livedoor
 from ..conftest import SHARED_DATA
 from ..corpora import write_sample_corpus
 
@@ -64,7 +64,8 @@ def test_missing_category_is_reported(sample):
     import shutil
 
     shutil.rmtree(sample / "peachy")
-    corpus = livedoor.load_corpus(sample)
+    with pytest.warns(download.CorpusWarning, match="missing category 'peachy'"):
+        corpus = livedoor.load_corpus(sample)
     assert "peachy" not in corpus.label_names and len(corpus.label_names) == 8
     assert any("missing category 'peachy'" in d for d in corpus.differences)
 
