@@ -12,7 +12,6 @@ results/pretrain_tiny_metrics.json. Writes results/pretrain.json and pretrain.md
 from __future__ import annotations
 
 import argparse
-import shutil
 import statistics
 import sys
 import tempfile

@@ -9,7 +9,6 @@ another order)."""
 import json
 import os
 import re
-import shutil
 import socket
 import subprocess
 import sys
@@ -21,7 +20,7 @@ import pytest
 from coursekit.harness import distributed, utilisation
 from ..conftest import ROOT
 from ..lessons.test_alt import write_parallel
-from .slurmjobs import field, wait
+from .slurmjobs import cluster, field, wait
 
 NOTEBOOK = "notebooks/03_bart_translation.ipynb"
 SMALL = ("-p", "vocab_size", "120", "-p", "d_model", "32", "-p", "layers", "1", "-p", "max_length", "24",
@@ -127,26 +126,8 @@ def test_two_processes_train_like_one_with_the_same_global_batch(tmp_path):
 # ----------------------------------------------------------------------------- a real Slurm, 2 tasks
 @pytest.fixture(scope="module")
 def slurm(tmp_path_factory):
-    if sys.platform != "linux" or os.geteuid() != 0:
-        pytest.skip("a real Slurm needs root on Linux (tests/cluster/start-slurm.sh)")
-    if not shutil.which("apt-get") and not shutil.which("slurmctld"):
-        pytest.skip("Slurm is not installed and apt-get is missing")
-    root = Path(f"/tmp/coursekit-slurm-ddp-{os.getpid()}")
-    env = {**os.environ, "SLURM_ROOT": str(root), "SLURM_CLEAN": "1", "FAKE_GPUS": "2", "LINK_ETC": "0",
-           "SLURMCTLD_PORT": str(_free_port()), "SLURMD_PORT": str(_free_port())}
-    proc = subprocess.run(["bash", str(ROOT / "tests/cluster/start-slurm.sh")], env=env, capture_output=True,
-                          text=True, timeout=600)
-    if proc.returncode != 0:
-        subprocess.run(["bash", str(ROOT / "tests/cluster/stop-slurm.sh")], env=env, capture_output=True)
-        pytest.fail(f"start-slurm.sh failed:\n{proc.stderr[-3000:]}")
-    job_env = {**os.environ, "SLURM_CONF": str(root / "etc/slurm.conf"), "CONTAINER": "none",
-               "PYTHON": sys.executable, "KIT_DIR": str(ROOT),
-               "PATH": str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", ""),
-               "COURSEKIT_RUNS": str(tmp_path_factory.mktemp("ddp-runs"))}
-    job_env.pop("COURSEKIT_RUN_DIR", None)
-    yield job_env
-    subprocess.run(["bash", str(ROOT / "tests/cluster/stop-slurm.sh")], env=env, capture_output=True, timeout=120)
-    shutil.rmtree(root, ignore_errors=True)
+    with cluster("ddp", tmp_path_factory.mktemp("ddp-runs")) as job_env:
+        yield job_env
 
 
 @pytest.mark.notebook
@@ -174,7 +155,7 @@ def test_a_warned_two_task_job_checkpoints_on_all_ranks_requeues_and_resumes(slu
     text = log.read_text(errors="replace")
     assert field(slurm, job, "JobState") == "COMPLETED", text[-3000:]
     assert "data parallel: 2 processes" in text and "requeueing job" in text
-    assert text.count(f"resuming from") == 2, "both ranks resumed from the checkpoint"
+    assert text.count("resuming from") == 2, "both ranks resumed from the checkpoint"
     runs = Path(slurm["COURSEKIT_RUNS"]) / "03_bart_translation"
     assert sorted(p.name for p in runs.iterdir() if not p.name.startswith(".")) == [job], "one run folder"
     folder = runs / job

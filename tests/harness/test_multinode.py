@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -33,9 +31,8 @@ import pytest
 from ..conftest import ROOT
 from ..corpora import write_sample_corpus, write_sample_folder
 from ..lessons.test_alt import write_parallel
-from .slurmjobs import field, wait
+from .slurmjobs import cluster, daemon_logs, field, wait
 
-CLUSTER = ROOT / "tests" / "cluster"
 NODES = ("127.0.0.1", "127.0.0.2")
 TOLERANCE = {"03_bart_translation": 0.02, "04_bert_pretraining": 0.05}   # relative, on the losses after k steps
 FINAL = ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "BOOT_FAIL")
@@ -55,74 +52,20 @@ SMALL = {
 
 
 # ----------------------------------------------------------------------------- the two-node cluster
-def _free_port_pair() -> int:
-    """A port p with p and p + 1 free (the two slurmd daemons listen on them)."""
-    for _ in range(50):
-        with socket.socket() as a:
-            a.bind(("127.0.0.1", 0))
-            port = a.getsockname()[1]
-            if port >= 65535:
-                continue
-            with socket.socket() as b:
-                try:
-                    b.bind(("127.0.0.1", port + 1))
-                except OSError:
-                    continue
-        return port
-    raise RuntimeError("no two consecutive free ports")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def two_nodes(tmp_path_factory):
     """A two-node Slurm started for this module (and stopped after it); the environment jobs are submitted in."""
-    if sys.platform != "linux" or os.geteuid() != 0:
-        pytest.skip("a real Slurm needs root on Linux (tests/cluster/start-slurm.sh); .ci/run has it")
-    if not shutil.which("apt-get") and not shutil.which("slurmctld"):
-        pytest.skip("Slurm is not installed and apt-get is missing (Debian/Ubuntu needed)")
-    root = Path(f"/tmp/coursekit-slurm-2nodes-{os.getpid()}")
-    env = {**os.environ, "SLURM_ROOT": str(root), "SLURM_CLEAN": "1", "FAKE_GPUS": "2", "LINK_ETC": "0",
-           "NODES": "2", "SLURMCTLD_PORT": str(_free_port()), "SLURMD_PORT": str(_free_port_pair())}
-    t0 = time.monotonic()
-    proc = subprocess.run(["bash", str(CLUSTER / "start-slurm.sh")], env=env, capture_output=True, text=True,
-                          timeout=600)
-    if proc.returncode != 0:
-        subprocess.run(["bash", str(CLUSTER / "stop-slurm.sh")], env=env, capture_output=True, timeout=120)
-        logs = _daemon_logs(root)
-        shutil.rmtree(root, ignore_errors=True)
-        if not shutil.which("slurmctld"):
-            pytest.skip(f"could not install Slurm: {proc.stderr.strip()[-500:]}")
-        pytest.fail(f"start-slurm.sh NODES=2 failed:\n{proc.stderr[-3000:]}\n{logs}")
-    print(f"\n[slurm] two nodes up in {time.monotonic() - t0:.1f}s")
-    job_env = {**os.environ, "SLURM_CONF": str(root / "etc" / "slurm.conf"), "CONTAINER": "none",
-               "PYTHON": sys.executable, "KIT_DIR": str(ROOT), "SLURM_ROOT": str(root),
-               "PATH": str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", ""),
-               "COURSEKIT_RUNS": str(tmp_path_factory.mktemp("multinode-runs"))}
-    job_env.pop("COURSEKIT_RUN_DIR", None)
-    nodes = subprocess.run(["sinfo", "-h", "-N", "-o", "%N %T"], env=job_env, capture_output=True, text=True)
-    assert sorted(nodes.stdout.split("\n")[:2]) == [f"{n} idle" for n in NODES], nodes.stdout + nodes.stderr
-    yield job_env
-    subprocess.run(["bash", str(CLUSTER / "stop-slurm.sh")], env=env, capture_output=True, timeout=120)
-    left = sorted(p.name for p in (root / "run").glob("*.pid"))
-    assert not left, f"daemons left running: {left}"
-    shutil.rmtree(root, ignore_errors=True)
-
-
-def _daemon_logs(root: Path) -> str:
-    return "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-3000:]}"
-                     for p in sorted(Path(root, "log").glob("slurm*.log")))
+    with cluster("2nodes", tmp_path_factory.mktemp("multinode-runs"), nodes=2) as job_env:
+        nodes = subprocess.run(["sinfo", "-h", "-N", "-o", "%N %T"], env=job_env, capture_output=True, text=True)
+        assert sorted(nodes.stdout.split("\n")[:2]) == [f"{n} idle" for n in NODES], nodes.stdout + nodes.stderr
+        yield job_env
 
 
 def _logs(workdir: Path, env) -> str:
     """The job's logs and the daemons' (slurmctld and both slurmd), for a failure message."""
     jobs = "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-4000:]}"
                      for p in sorted((workdir / "logs").glob("*")))
-    return jobs + "\n" + _daemon_logs(Path(env["SLURM_ROOT"]))
+    return jobs + "\n" + daemon_logs(Path(env["SLURM_ROOT"]))
 
 
 def _own_runs(env, workdir: Path) -> dict:

@@ -1,7 +1,6 @@
 """The Marp decks: placeholders filled from real runs' metrics, export to HTML (PDF/PNG with Chromium)."""
 from __future__ import annotations
 
-import json
 import re
 import shutil
 import subprocess

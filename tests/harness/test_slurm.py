@@ -6,9 +6,7 @@ has both. Elsewhere these tests skip with the reason. The daemons are stopped at
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import subprocess
 import sys
 import time
@@ -18,8 +16,8 @@ import pytest
 
 from coursekit.harness import preemption, slurm
 from ..conftest import ROOT, coursekit_cli
+from .slurmjobs import cluster, field, wait
 
-CLUSTER = ROOT / "tests" / "cluster"
 COUNTER_NB = ROOT / "tests" / "notebooks" / "counter_training.ipynb"
 
 
@@ -99,71 +97,17 @@ def test_submit_refuses_a_missing_container_and_creates_logs(tmp_path):
 
 
 # ----------------------------------------------------------------------------- a real Slurm
-def _wait_for(predicate, seconds, what):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.3)
-    raise AssertionError(f"timed out after {seconds}s waiting for {what}")
-
-
-def _free_ports(n: int) -> list[int]:
-    import socket
-
-    sockets = [socket.socket() for _ in range(n)]
-    for sock in sockets:
-        sock.bind(("127.0.0.1", 0))
-    ports = [sock.getsockname()[1] for sock in sockets]
-    for sock in sockets:
-        sock.close()
-    return ports
-
-
 @pytest.fixture(scope="session")
 def slurm_env(tmp_path_factory):
     """A single-node Slurm started for this session (and stopped after it)."""
-    if sys.platform != "linux" or os.geteuid() != 0:
-        pytest.skip("a real Slurm needs root on Linux (tests/cluster/start-slurm.sh); .ci/run has it")
-    if not shutil.which("apt-get") and not shutil.which("slurmctld"):
-        pytest.skip("Slurm is not installed and apt-get is missing (Debian/Ubuntu needed)")
-    root = Path(f"/tmp/coursekit-slurm-test-{os.getpid()}")
-    ctld_port, d_port = _free_ports(2)  # another test session may run its own cluster meanwhile
-    env = {**os.environ, "SLURM_ROOT": str(root), "SLURM_CLEAN": "1", "FAKE_GPUS": "2", "LINK_ETC": "0",
-           "SLURMCTLD_PORT": str(ctld_port), "SLURMD_PORT": str(d_port)}
-    t0 = time.monotonic()
-    proc = subprocess.run(["bash", str(CLUSTER / "start-slurm.sh")], env=env, capture_output=True,
-                          text=True, timeout=600)
-    if proc.returncode != 0:
-        subprocess.run(["bash", str(CLUSTER / "stop-slurm.sh")], env=env, capture_output=True, timeout=120)
-        shutil.rmtree(root, ignore_errors=True)
-        if not shutil.which("slurmctld"):
-            pytest.skip(f"could not install Slurm: {proc.stderr.strip()[-500:]}")
-        pytest.fail(f"start-slurm.sh failed:\n{proc.stderr[-3000:]}")
-    print(f"\n[slurm] up in {time.monotonic() - t0:.1f}s")
-    venv_bin = str(Path(sys.executable).parent)
-    job_env = {**os.environ, "SLURM_CONF": str(root / "etc" / "slurm.conf"), "CONTAINER": "none",
-               "PYTHON": sys.executable, "KIT_DIR": str(ROOT),
-               "PATH": venv_bin + os.pathsep + os.environ.get("PATH", ""),
-               "COURSEKIT_RUNS": str(tmp_path_factory.mktemp("slurm-runs")), "SLURM_ROOT": str(root)}
-    job_env.pop("COURSEKIT_RUN_DIR", None)
-    yield job_env
-    subprocess.run(["bash", str(CLUSTER / "stop-slurm.sh")], env=env, capture_output=True, timeout=120)
-    left = sorted(p.name for p in (root / "run").glob("*.pid"))   # slurmctld, munged, slurmd-<node>
-    assert not left, f"daemons left running: {left}"
-    shutil.rmtree(root, ignore_errors=True)
+    with cluster("test", tmp_path_factory.mktemp("slurm-runs")) as job_env:
+        yield job_env
 
 
 def _sbatch(env, cwd, *args) -> str:
     proc = subprocess.run(["sbatch", "--parsable", *args], cwd=cwd, env=env, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     return proc.stdout.strip().split(";")[0]
-
-
-def _job_field(env, job, field) -> str:
-    proc = subprocess.run(["scontrol", "show", "job", job], env=env, capture_output=True, text=True)
-    m = re.search(rf"\b{field}=(\S+)", proc.stdout)
-    return m.group(1) if m else ""
 
 
 def _node_state(env) -> str:
@@ -173,8 +117,8 @@ def _node_state(env) -> str:
 
 def _wait_done(env, job, seconds=240) -> str:
     final = ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "BOOT_FAIL")
-    _wait_for(lambda: _job_field(env, job, "JobState") in final, seconds, f"job {job} to end")
-    return _job_field(env, job, "JobState")
+    wait(lambda: field(env, job, "JobState") in final, seconds, f"job {job} to end")
+    return field(env, job, "JobState")
 
 
 def test_gpu_check_job_via_submit_helper(slurm_env, tmp_path):
@@ -204,7 +148,7 @@ def test_array_sweep_runs_each_task_in_its_own_folder(slurm_env, tmp_path):
     job = _sbatch(slurm_env, tmp_path, "--array=0-2", "--cpus-per-task=1", str(ROOT / "sbatch/sweep.sbatch"),
                   str(COUNTER_NB), "-p", "steps", "3", "-p", "step_seconds", "0", "-g", "lr", "0.1,0.2,0.3")
     runs = Path(slurm_env["COURSEKIT_RUNS"]) / "counter_training"
-    _wait_for(lambda: all((runs / f"{job}_{i}" / "metrics.json").exists() and
+    wait(lambda: all((runs / f"{job}_{i}" / "metrics.json").exists() and
                           json.loads((runs / f"{job}_{i}" / "metrics.json").read_text())
                           .get("runner", {}).get("status") == "completed" for i in range(3)), 300, "3 tasks")
     xs = []
@@ -225,26 +169,26 @@ def test_warning_signal_checkpoints_requeues_and_resumes(slurm_env, tmp_path):
                   "-p", "steps", "30", "-p", "step_seconds", "0.3")
     folder = Path(slurm_env["COURSEKIT_RUNS"]) / "counter_training" / job
     counter = folder / "counter.json"
-    _wait_for(lambda: counter.exists() and json.loads(counter.read_text())["step"] >= 3, 180, "training to start")
+    wait(lambda: counter.exists() and json.loads(counter.read_text())["step"] >= 3, 180, "training to start")
     # what Slurm does at --signal=B:USR1@N before the time limit: USR1 to the batch shell only
     subprocess.run(["scancel", "--batch", "--signal=USR1", job], env=slurm_env, check=True)
-    _wait_for(lambda: _job_field(slurm_env, job, "Restarts") == "1" and
-              _job_field(slurm_env, job, "JobState") == "PENDING", 120, "the job to be requeued")
+    wait(lambda: field(slurm_env, job, "Restarts") == "1" and
+              field(slurm_env, job, "JobState") == "PENDING", 120, "the job to be requeued")
     requeued_at = time.time()
     # Slurm holds a requeued job for about two minutes (BeginTime); release it sooner to save time,
     # but not in the same second as the requeue: slurmd revokes the old attempt's credential with a
     # one-second timestamp, and a new launch credential issued in that same second counts as revoked
     # ("Killing non-startable batch JobId=N: Job credential revoked" -> the job ends FAILED without a
     # second attempt; seen on a loaded machine, where the release came right after the requeue).
-    _wait_for(lambda: _node_state(slurm_env) == "idle", 120, "the node to finish the first attempt")
+    wait(lambda: _node_state(slurm_env) == "idle", 120, "the node to finish the first attempt")
     time.sleep(max(0.0, requeued_at + 2.0 - time.time()))
     subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], env=slurm_env, check=True)
     state = _wait_done(slurm_env, job, 300)
     daemon_logs = sorted(Path(slurm_env["SLURM_ROOT"], "log").glob("slurm*.log"))
     logs = "\n".join(f"--- {p.name}\n{p.read_text()[-3000:]}"
                      for p in [*sorted((tmp_path / "logs").iterdir()), *daemon_logs])
-    assert state == "COMPLETED", f"{_job_field(slurm_env, job, 'ExitCode')=}\n{logs}"
-    assert _job_field(slurm_env, job, "Restarts") == "1"
+    assert state == "COMPLETED", f"{field(slurm_env, job, 'ExitCode')=}\n{logs}"
+    assert field(slurm_env, job, "Restarts") == "1"
     state = json.loads(counter.read_text())
     assert state["done"] and state["step"] == 30
     assert state["attempts"] == [1, 2]
@@ -410,7 +354,7 @@ def test_a_2_task_sweep_of_notebook_02_runs_inside_its_image(images, slurm_env, 
             "completed", "failed", "error")
 
     try:
-        _wait_for(lambda: done(0) and done(1), 1200, "2 sweep tasks")
+        wait(lambda: done(0) and done(1), 1200, "2 sweep tasks")
     except AssertionError:
         raise AssertionError(_job_logs(tmp_path, env)) from None
     print(f"\n[jobs] 2-task sweep of notebook 02 in {image.name}: {time.monotonic() - t0:.0f} s")
@@ -433,15 +377,15 @@ def test_notebook_03_warned_in_its_image_checkpoints_requeues_and_resumes(images
     job, t0 = _submit_in_image(env, tmp_path, "sbatch/bart.sbatch", image, "--profile", "tiny",
                                "-p", "data_dir", str(data_dir), "-p", "checkpoint_dir", str(checkpoints),
                                "-p", "epochs", "20", *SMALL_03)  # 400 steps: still training when warned
-    _wait_for(lambda: (checkpoints / "checkpoint-20").is_dir() or
-              _job_field(env, job, "JobState") not in ("PENDING", "RUNNING"), 900, "the first epoch's checkpoint")
-    assert _job_field(env, job, "JobState") == "RUNNING", _job_logs(tmp_path, env)
+    wait(lambda: (checkpoints / "checkpoint-20").is_dir() or
+              field(env, job, "JobState") not in ("PENDING", "RUNNING"), 900, "the first epoch's checkpoint")
+    assert field(env, job, "JobState") == "RUNNING", _job_logs(tmp_path, env)
     subprocess.run(["scancel", "--batch", "--signal=USR1", job], env=env, check=True)
-    _wait_for(lambda: _job_field(env, job, "Restarts") == "1" and _job_field(env, job, "JobState") == "PENDING",
+    wait(lambda: field(env, job, "Restarts") == "1" and field(env, job, "JobState") == "PENDING",
               300, "the job to be requeued")
     requeued_at = time.time()
     # release as in test_warning_signal_checkpoints_requeues_and_resumes: node idle, 2 s after the requeue
-    _wait_for(lambda: _node_state(env) == "idle", 300, "the node to finish the first attempt")
+    wait(lambda: _node_state(env) == "idle", 300, "the node to finish the first attempt")
     time.sleep(max(0.0, requeued_at + 2.0 - time.time()))
     subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], env=env, check=True)
     state = _wait_done(env, job, 900)
