@@ -12,7 +12,8 @@ import pytest
 from coursekit.harness import preemption
 
 from ..conftest import ROOT
-from .test_slurm import COUNTER_NB, _wait_for
+from .slurmjobs import wait
+from .test_slurm import COUNTER_NB
 
 
 def test_runner_turns_the_warning_into_a_checkpoint_and_exit_75(runs_dir):
@@ -21,7 +22,7 @@ def test_runner_turns_the_warning_into_a_checkpoint_and_exit_75(runs_dir):
                              "-p", "steps", "40", "-p", "step_seconds", "0.25", "--no-html"],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     counter = runs_dir / "counter_training" / "p" / "counter.json"
-    _wait_for(lambda: counter.exists() and json.loads(counter.read_text())["step"] >= 2, 120, "training")
+    wait(lambda: counter.exists() and json.loads(counter.read_text())["step"] >= 2, 120, "training")
     proc.send_signal(__import__("signal").SIGUSR1)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == preemption.EX_PREEMPTED, err[-2000:]
