@@ -30,7 +30,7 @@ from pathlib import Path
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")  # keras-bert needs Keras 2: before TensorFlow loads
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from measure import RESULTS, ROOT, Results, alternate, copy_portable, portable  # noqa: E402
+from measure import RESULTS, ROOT, Results, alternate, copy_portable, portable, summary  # noqa: E402
 
 from coursekit.harness import params, progress  # noqa: E402
 from coursekit.lessons import baseline, kerasbert, livedoor  # noqa: E402
@@ -124,18 +124,14 @@ def fine_tune(corpus, cfg: dict, rounds: int, tmp: Path) -> dict:
     times = alternate({"kit": notebook_fit(False), "plain": plain, "kit_autotune": notebook_fit(True)},
                       rounds=rounds)
 
-    def median(name, key):
-        values = sorted(r[key] for r in times[name]["extra"])
-        return values[len(values) // 2]
+    def per_run(key):  # median, min and max of one figure of each run, per variant
+        return {name: summary([r[key] for r in t["extra"]]) for name, t in times.items()}
 
-    train = {name: median(name, "train_s") for name in times}
+    train = per_run("train_s")
     return {"rows": len(s["train_y"]), "seq_len": cfg["seq_len"], "batch_size": cfg["batch_size"],
             "rows_filling_seq_len": round(s["rows_filling_seq_len"], 3), "times": times,
-            "train_median_s": {k: round(v, 2) for k, v in train.items()},
-            "wait_after_training_median_s": {k: round(median(k, "wait_after_training_s"), 2) for k in times},
-            "wait_after_training_max_s": {k: round(max(r["wait_after_training_s"] for r in times[k]["extra"]), 2)
-                                          for k in times},
-            "ratio_kit_over_plain": round(train["kit"] / train["plain"], 3)}, s
+            "train_s": train, "wait_after_training_s": per_run("wait_after_training_s"),
+            "ratio_kit_over_plain": round(train["kit"]["median_s"] / train["plain"]["median_s"], 3)}, s
 
 
 KERNEL_CELL = """\
@@ -253,12 +249,12 @@ def markdown(res: Results) -> list[str]:
                   "in a Jupyter kernel as the notebook runs)", "",
                   "| path | training: median (min-max) | wait after training: median (max) |", "|---|---|---|"]
         for key, name in names.items():
-            train = [r["train_s"] for r in t["times"][key]["extra"]]
-            lines.append(f"| {name} | {t['train_median_s'][key]:.2f} s ({min(train):.2f}-{max(train):.2f}) | "
-                         f"{t['wait_after_training_median_s'][key]:.2f} s ({t['wait_after_training_max_s'][key]:.2f}) |")
+            train, wait = t["train_s"][key], t["wait_after_training_s"][key]
+            lines.append(f"| {name} | {train['median_s']:.2f} s ({train['min_s']:.2f}-{train['max_s']:.2f}) | "
+                         f"{wait['median_s']:.2f} s ({wait['max_s']:.2f}) |")
         lines += ["", f"Training (from the `fit` call to its `on_train_end`): notebook 02's path takes "
-                  f"**{t['ratio_kit_over_plain']:.2f}x** plain `model.fit` ({t['train_median_s']['kit']:.2f} s vs "
-                  f"{t['train_median_s']['plain']:.2f} s). The wait after training is the time from `on_train_end` "
+                  f"**{t['ratio_kit_over_plain']:.2f}x** plain `model.fit` ({t['train_s']['kit']['median_s']:.2f} s vs "
+                  f"{t['train_s']['plain']['median_s']:.2f} s). The wait after training is the time from `on_train_end` "
                   "until `fit` returns: Keras destroys the epoch's tf.data iterator, and with the autotuner on "
                   "(Keras turns it on for numpy arrays too) the destructor waits for the autotuner's thread "
                   "(seen with `py-spy dump --native`: `RootDataset::Iterator::~Iterator`; in notebook 02's kernel the "
@@ -326,8 +322,8 @@ def main(argv=None) -> int:
         if "fine_tune" in args.only:
             t = fine_tune_in_kernel(data, args.rounds, tmp / "fine_tune")
             res.add("fine_tune", t)
-            print(f"fine-tune: kit/plain {t['ratio_kit_over_plain']:.2f}x; waits after training "
-                  f"{t['wait_after_training_median_s']}", flush=True)
+            waits = {k: v["median_s"] for k, v in t["wait_after_training_s"].items()}
+            print(f"fine-tune: kit/plain {t['ratio_kit_over_plain']:.2f}x; waits after training {waits}", flush=True)
         if "prediction" in args.only:
             e = prediction(tiny_setup(corpus, cfg, tmp / "prediction"), args.docs, args.loop_docs, 64, args.rounds, cfg)
             res.add("prediction", e)
