@@ -9,7 +9,11 @@
 #     (scontrol requeue); the requeued job keeps its job id and resumes from the checkpoint.
 #
 # Environment:
-#   CONTAINER   image (.sif or sandbox folder) to run in; "none": the host's python
+#   CONTAINER   image (.sif or sandbox folder) to run in; "none": the host's python. Default: the script's
+#               IMAGE (empty: the image of the script that names the notebook), as
+#               $COURSEKIT_SHARED/images/IMAGE.sif when the lab's site file names a shared folder, else
+#               defs/IMAGE.sif (what `python -m coursekit submit` resolves too)
+#   COURSEKIT_MODULES  environment modules to load first (the site file; e.g. "singularity")
 #   RUNTIME     apptainer or singularity (default: whichever is installed)
 #   PYTHON      python to use (default: python3 in the container, else `python` on the host)
 #   KIT_DIR     the kit's checkout (default: the folder sbatch was called from)
@@ -20,6 +24,22 @@ KIT_DIR=${KIT_DIR:-${SLURM_SUBMIT_DIR:-$PWD}}
 COMMAND=${COMMAND:-run}
 EX_PREEMPTED=75
 cd "$KIT_DIR" || { echo "[job] error: kit folder $KIT_DIR not found (set KIT_DIR) / 教材のフォルダがありません" >&2; exit 2; }
+
+if [ -n "${COURSEKIT_MODULES:-}" ] && command -v module >/dev/null 2>&1; then
+    # shellcheck disable=SC2086
+    module load $COURSEKIT_MODULES || echo "[job] warning: module load $COURSEKIT_MODULES failed / モジュールを読み込めませんでした" >&2
+fi
+if [ -z "${CONTAINER:-}" ]; then
+    if [ -z "${IMAGE:-}" ]; then  # the image of the script made for this notebook (sweeps, notebook.sbatch)
+        nb=$(basename "${1:-}")
+        own=$(grep -l -E -- "^[^#]*notebooks/$nb" sbatch/*.sbatch 2>/dev/null | head -1)
+        IMAGE=$( [ -n "$own" ] && sed -n 's/^IMAGE=\([A-Za-z0-9._-]*\).*/\1/p' "$own" | head -1)
+        IMAGE=${IMAGE:-transformers}
+    fi
+    CONTAINER=${COURSEKIT_SHARED:+$COURSEKIT_SHARED/images}
+    CONTAINER=${CONTAINER:-defs}/$IMAGE.sif
+fi
+export CONTAINER
 
 echo "[job] ${SLURM_JOB_NAME:-notebook} job ${SLURM_JOB_ID:-none}${SLURM_ARRAY_TASK_ID:+ task $SLURM_ARRAY_TASK_ID}" \
      "attempt $(( ${SLURM_RESTART_COUNT:-0} + 1 )) on $(hostname) at $(date '+%F %T')"

@@ -5,7 +5,7 @@ cells, plus, through the coursekit modules it uses, the imports of the functions
 (a function-level call graph inside coursekit: `livedoor.report_table` reaches `import pandas`, the
 runner that executes every notebook reaches papermill/nbconvert), plus `python -m MODULE` subprocesses
 (wikiextractor) and sacrebleu's ja-mecab tokenizer (MeCab + ipadic). Then the .def that the notebook's
-sbatch script runs it in (slurm.notebook_container) must install each one: pinned in its %post as in
+sbatch script runs it in (slurm.notebook_image) must install each one: pinned in its %post as in
 requirements.txt, or pulled in by a package pinned there (numpy by TensorFlow, pandas by datasets).
 """
 from __future__ import annotations
@@ -219,9 +219,8 @@ def installed_by(pinned: set[str]) -> set[str]:
 
 
 def image_def(notebook: Path) -> Path:
-    # a notebook without a script of its own runs through sbatch/notebook.sbatch
-    sif = slurm.notebook_container(notebook, ROOT) or slurm.default_container(ROOT / "sbatch/notebook.sbatch")
-    return ROOT / Path(sif).with_suffix(".def")
+    # a notebook without a script of its own runs through sbatch/notebook.sbatch, in the default image
+    return ROOT / "defs" / f"{slurm.notebook_image(notebook, ROOT)}.def"
 
 
 # ----------------------------------------------------------------------------- tests

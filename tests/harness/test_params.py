@@ -1,6 +1,8 @@
 """Parameters: the cell's literals, profile files beside the notebook, one resolution with checks."""
 import pytest
 
+from ..conftest import ROOT
+
 from coursekit.harness import params
 from coursekit.harness.params import ParameterError
 
@@ -167,6 +169,7 @@ def test_a_cell_whose_own_literal_breaks_its_range_or_a_bad_range_is_refused(tmp
 def test_submit_checks_ranges_of_every_grid_value_before_sbatch(ranged):
     from coursekit.harness import slurm
 
-    assert slurm.check_job_parameters(ranged, [], [("seq_len", ["64", "128"])]) == 2
+    sweep = ROOT / "sbatch" / "sweep.sbatch"
+    assert slurm.check_job_arguments(sweep, [str(ranged), "-g", "seq_len", "64,128"], ROOT) == (ranged, 2)
     with pytest.raises(slurm.SubmitError, match=r"'seq_len' = 1024 is out of range"):
-        slurm.check_job_parameters(ranged, [], [("seq_len", ["64", "1024"])])
+        slurm.check_job_arguments(sweep, [str(ranged), "-g", "seq_len", "64,1024"], ROOT)

@@ -6,6 +6,7 @@ has both. Elsewhere these tests skip with the reason. The daemons are stopped at
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from coursekit.harness import preemption, slurm
+from coursekit.harness import preemption, runner, slurm, sweep
 from ..conftest import ROOT, coursekit_cli
 from .slurmjobs import cluster, field, wait
 
@@ -28,24 +29,30 @@ def test_every_sbatch_script_has_the_agreed_directives():
         d = slurm.sbatch_directives(script)
         assert d["--job-name"] == name
         assert d["--output"].startswith("logs/%x-") and d["--error"].startswith("logs/%x-")
-        assert d["--nodes"] == "1" and d["--gpus"] == "tesla:1" and "--requeue" in d
+        # no --nodes/--ntasks: a guide's --nodes=2 --ntasks-per-node=2 must not meet a script's --ntasks=1
+        assert "--nodes" not in d and "--ntasks" not in d and "--requeue" in d
+        # an untyped GPU request (the site file's GPU type is added by submit); none for notebook.sbatch
+        assert d.get("--gpus-per-node") == (None if name == "notebook" else "1") and "--gpus" not in d
+        assert re.fullmatch(r"\d+G", d["--mem"]), "each script states its memory"
+        assert "--partition" not in d and "-p" not in d, "the partition comes from the site file"
         assert re.fullmatch(r"\d\d:\d\d:\d\d", d["--time"])
         assert re.fullmatch(r"B:USR1@\d+", d["--signal"]), "the warning goes to the batch shell"
-        assert slurm.default_container(script).startswith("defs/")
+        own = slurm.default_container(script, {})
+        assert own is None if name in ("sweep", "notebook") else own.startswith("defs/")
         proc = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True)
         assert proc.returncode == 0, proc.stderr
     assert slurm.sbatch_directives(ROOT / "sbatch/sweep.sbatch")["--output"] == "logs/%x-%A_%a.log"
 
 
 def test_grid_combinations_and_sweep_task_selection(runs_dir):
-    grid, rest = slurm.parse_grid(["--profile", "tiny", "-g", "lr", "0.1,0.2", "-p", "steps", "2",
+    grid, rest = sweep.parse_grid(["--profile", "tiny", "-g", "lr", "0.1,0.2", "-p", "steps", "2",
                                    "-g", "steps", "1,2,3"])
     assert rest == ["--profile", "tiny", "-p", "steps", "2"]
-    combos = slurm.combinations(grid)
+    combos = sweep.combinations(grid)
     assert len(combos) == 6 and combos[0] == [("lr", "0.1"), ("steps", "1")]
     assert combos[5] == [("lr", "0.2"), ("steps", "3")]
-    with pytest.raises(slurm.SubmitError, match="needs NAME"):
-        slurm.parse_grid(["-g", "lr"])
+    with pytest.raises(runner.UsageError, match="needs NAME"):
+        sweep.parse_grid(["-g", "lr"])
     listed = coursekit_cli("sweep", str(COUNTER_NB), "-g", "lr", "0.1,0.5", "--list")
     assert listed.returncode == 0 and listed.stdout.splitlines() == ["0 lr=0.1", "1 lr=0.5"]
     bad = coursekit_cli("sweep", str(COUNTER_NB), "-g", "lr", "0.1,0.5", "--task", "2")
@@ -53,10 +60,10 @@ def test_grid_combinations_and_sweep_task_selection(runs_dir):
 
 
 def test_submit_checks_the_notebooks_parameters_before_sbatch(tmp_path):
-    with pytest.raises(slurm.SubmitError, match=r"02_livedoor_bert.ipynb: unknown parameter 'epoch'.*did you mean 'epochs'"):
+    with pytest.raises(slurm.SubmitError, match=r"coursekit run: error: unknown parameter 'epoch' for 02_livedoor_bert.*did you mean 'epochs'"):
         slurm.submit("sbatch/livedoor.sbatch", ["--profile", "tiny", "-p", "epoch", "3"], container="none",
                      workdir=tmp_path, dry_run=True)
-    with pytest.raises(slurm.SubmitError, match="'learning_rate' expects float, got 'fast'"):
+    with pytest.raises(slurm.SubmitError, match=r"job would stop with: coursekit sweep: error: .*'learning_rate' expects float, got 'fast'"):
         slurm.submit("sbatch/sweep.sbatch", ["notebooks/02_livedoor_bert.ipynb", "-g", "learning_rate", "1e-4,fast"],
                      container="none", workdir=tmp_path, dry_run=True)
     with pytest.raises(slurm.SubmitError, match="val_fraction"):  # fine alone, impossible together
@@ -70,10 +77,57 @@ def test_submit_checks_the_notebooks_parameters_before_sbatch(tmp_path):
                      dry_run=True)
 
 
+@pytest.mark.parametrize("args", [
+    ["--profile", "tiny", "--bogus"],                   # an option the runner does not have
+    ["--profile=tiny", "-p", "epochs", "0"],            # --profile=NAME read as the runner reads it: range check
+    ["--profile", "tiny", "-p", "epochs"],              # -p needs NAME and VALUE
+    ["--profile", "tiny", "--name", "../up"],           # a run folder name the runner refuses
+])
+def test_the_dry_run_refuses_what_the_job_would_refuse_with_the_same_message(tmp_path, args):
+    """submit checks the job's command line with the runner's own parser and resolution."""
+    job = coursekit_cli("run", "notebooks/02_livedoor_bert.ipynb", *args)
+    assert job.returncode == 2
+    message = job.stderr.strip().splitlines()[-1].split("coursekit run: error: ", 1)[1]
+    dry = coursekit_cli("submit", "--dry-run", "--container", "none", "--workdir", str(tmp_path),
+                        "sbatch/livedoor.sbatch", *args)
+    assert dry.returncode == 2 and f"coursekit run: error: {message}" in dry.stderr, dry.stderr
+
+
+def test_profile_equals_form_is_the_profile(tmp_path):
+    out = coursekit_cli("submit", "--dry-run", "--container", "none", "--workdir", str(tmp_path),
+                        "sbatch/livedoor.sbatch", "--profile=tiny", "-p", "epochs", "2")
+    assert out.returncode == 0, out.stderr
+    assert slurm.check_job_arguments(ROOT / "sbatch/livedoor.sbatch", ["--profile=tiny"], ROOT)[1] == 1
+
+
+def test_dry_run_says_when_sbatch_is_missing(tmp_path):
+    env = {**os.environ, "PATH": str(Path(sys.executable).parent)}  # this Python, no Slurm commands
+    out = coursekit_cli("submit", "--dry-run", "--container", "none", "--workdir", str(tmp_path),
+                        "sbatch/gpu_check.sbatch", "--profile", "tiny", env=env)
+    assert out.returncode == 0 and "sbatch is not installed here" in out.stdout, out.stdout + out.stderr
+
+
+def test_site_file_values_are_shown_and_a_missing_partition_or_gpu_type_refused(tmp_path):
+    site = tmp_path / "site.env"
+    text = (ROOT / "sbatch" / "site.env").read_text()
+    site.write_text(text.replace('partition=""', 'partition="workshop"').replace(
+        'export COURSEKIT_GPU_TYPE=""', 'export COURSEKIT_GPU_TYPE="a100"'))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SBATCH_", "SALLOC_", "COURSEKIT_"))}
+    values = slurm.site_environment({**env, "COURSEKIT_SITE": str(site)})
+    assert values["SBATCH_PARTITION"] == values["SLURM_PARTITION"] == values["SALLOC_PARTITION"] == "workshop"
+    assert values["COURSEKIT_GPU_TYPE"] == "a100" and values["COURSEKIT_SHARED"] == ""
+    assert slurm.typed_gpu_option({"--gpus-per-node": "1"}, [], "a100") == ["--gpus-per-node=a100:1"]
+    assert slurm.typed_gpu_option({"--gpus-per-node": "1"}, ["--gpus-per-node=2"], "a100") == []
+    assert slurm.typed_gpu_option({}, [], "a100") == [], "no GPU asked for: none added (notebook.sbatch)"
+    with pytest.raises(slurm.SubmitError, match="site file .* not found"):
+        slurm.site_environment({**env, "COURSEKIT_SITE": str(tmp_path / "none.env")})
+
+
 def test_a_sweep_runs_in_the_image_of_its_notebooks_own_script(tmp_path, monkeypatch):
     monkeypatch.delenv("CONTAINER", raising=False)
-    assert slurm.notebook_container(ROOT / "notebooks/02_livedoor_bert.ipynb", ROOT) == "defs/keras-bert.sif"
-    assert slurm.notebook_container(ROOT / "notebooks/03_bart_translation.ipynb", ROOT) == "defs/transformers.sif"
+    assert slurm.notebook_image(ROOT / "notebooks/02_livedoor_bert.ipynb", ROOT) == "keras-bert"
+    assert slurm.notebook_image(ROOT / "notebooks/03_bart_translation.ipynb", ROOT) == "transformers"
+    assert slurm.notebook_image(ROOT / "notebooks/05_results.ipynb", ROOT) == "transformers"
     with pytest.raises(slurm.SubmitError, match="keras-bert.sif not found"):
         slurm.submit("sbatch/sweep.sbatch", ["notebooks/02_livedoor_bert.ipynb", "-g", "epochs", "1,2"],
                      workdir=tmp_path, dry_run=True)
