@@ -9,6 +9,7 @@ before anything runs; see `params`.
 """
 from __future__ import annotations
 
+import argparse
 import contextlib
 import datetime as _dt
 import json
@@ -352,11 +353,21 @@ def _archive_attempt(run_dir: Path, notebook: Path, attempt: int) -> None:
     preemption.clear_stop(run_dir)
 
 
-def main(argv: list[str] | None = None) -> int:
-    import argparse
+class UsageError(ValueError):
+    """A command line the runner refuses (argparse's message), raised instead of exiting."""
 
-    parser = argparse.ArgumentParser(
-        prog="python -m coursekit run",
+
+class CommandParser(argparse.ArgumentParser):
+    """argparse that raises UsageError instead of printing and exiting (the kit's commands share it)."""
+
+    def error(self, message):  # argparse would print and exit; `submit` needs the message itself
+        raise UsageError(message)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The runner's command line (`python -m coursekit run`); `submit` checks a job's arguments with it."""
+    parser = CommandParser(
+        prog="python -m coursekit run", allow_abbrev=False,
         description="Execute a notebook with papermill into runs/<notebook>/<job id or time>/.")
     parser.add_argument("notebook", type=Path)
     parser.add_argument("--profile", default=None,
@@ -368,11 +379,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--name", help="run folder name (default: $SLURM_JOB_ID or a timestamp)")
     parser.add_argument("--kernel", default="python3", help="Jupyter kernel name (default: python3)")
     parser.add_argument("--no-html", action="store_true", help="skip the HTML export")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def check_command_line(argv: list[str], cwd: Path | None = None) -> dict[str, Any]:
+    """What the runner would do with `argv` up to the start of the run: parse it, find the notebook (relative
+    to `cwd`), resolve and check the parameters. Returns the values; raises UsageError, FileNotFoundError,
+    ParameterError or RunFolderError with the message the runner would print."""
+    args = build_parser().parse_args(argv)
+    notebook = args.notebook if args.notebook.is_absolute() or cwd is None else Path(cwd) / args.notebook
+    if not notebook.is_file():
+        raise FileNotFoundError(f"notebook not found: {args.notebook} / ノートブックが見つかりません")
+    if args.name is not None:
+        runs.check_name(args.name)
+    return params_mod.resolve(notebook, args.profile, args.parameter)
+
+
+def main(argv: list[str] | None = None) -> int:
     try:
+        args = build_parser().parse_args(argv)
         result = run_notebook(args.notebook, args.profile, args.parameter, runs_dir=args.runs_dir,
                               name=args.name, kernel=args.kernel, html=not args.no_html)
-    except (ParameterError, RunFolderError, FileNotFoundError) as exc:
+    except (UsageError, ParameterError, RunFolderError, FileNotFoundError) as exc:
         print(f"coursekit run: error: {exc}", file=sys.stderr)
         return 2
     print(result.run_dir)
