@@ -426,9 +426,9 @@ def trap_hidden_devices(facts: dict) -> list[dict]:
                    f"CUDA_VISIBLE_DEVICES={cvd!r} hides every GPU",
         _bi("Frameworks honour this variable and then see no GPU.",
             "フレームワークはこの変数に従うので、GPU が 1 枚も見えなくなります。"),
-        _bi("Unset it, or request GPUs from Slurm (`#SBATCH --gpus tesla:1`), which sets it for you.",
+        _bi("Unset it, or request GPUs from Slurm (`#SBATCH --gpus-per-node=1`), which sets it for you.",
             "この変数を消すか(`unset CUDA_VISIBLE_DEVICES`)、Slurm に GPU を要求してください"
-            "(`#SBATCH --gpus tesla:1`)。そうすれば Slurm がこの変数を正しく設定します。"))]
+            "(`#SBATCH --gpus-per-node=1`)。そうすれば Slurm がこの変数を正しく設定します。"))]
 
 
 def trap_job_without_gpu(facts: dict) -> list[dict]:
@@ -439,8 +439,8 @@ def trap_job_without_gpu(facts: dict) -> list[dict]:
         "info", "この Slurm ジョブは GPU を要求していません / This Slurm job did not request a GPU",
         _bi(f"Job {facts['slurm_job_id']} has no GPUs allocated.",
             f"ジョブ {facts['slurm_job_id']} には GPU が割り当てられていません。"),
-        _bi("Add `#SBATCH --gpus tesla:1` (type and count as your cluster names them).",
-            "`#SBATCH --gpus tesla:1` を加えてください(GPU の種類と枚数は、使うクラスタでの呼び方に合わせます)。"))]
+        _bi("Add `#SBATCH --gpus-per-node=1` (the GPU type comes from the site file: COURSEKIT_GPU_TYPE).",
+            "`#SBATCH --gpus-per-node=1` を加えてください(GPU の種類はサイト設定の COURSEKIT_GPU_TYPE で決まります)。"))]
 
 
 TRAPS = (trap_two_tensorflows, trap_keras3_under_keras_bert, trap_driver_not_visible,
