@@ -1,18 +1,34 @@
 # Reference solutions of the exercises (演習) of notebooks/01_container_build.ipynb, for teachers and tests.
 # Each `# %% 演習 N` section is what a student writes into the answer cell; it runs in the notebook's
-# namespace (KIT, containers, md, re, ... are the notebook's), reads it and changes nothing but answer_N.
+# namespace (KIT, containers, md, re, os, subprocess, ... are the notebook's), reads it and changes nothing but answer_N.
 # Run the notebook with `-p solutions True` to see every check say 正解です.
 # ruff: noqa: F821
 
 # %% 演習 1
-packages = containers.parse_def(KIT / "defs" / "keras-bert.def").pip_packages()
-answer_1 = next(p.split("==", 1)[1] for p in packages if p.startswith("tensorflow=="))
+# The base image's tag from section 3, and Keras 2 through tf-keras (plain `keras` is Keras 3, which breaks
+# keras-bert); every version as in requirements.txt.
+pinned = containers.read_pins(KIT / "requirements.txt")
+answer_1 = f"""From: tensorflow/tensorflow:{pinned['tensorflow']}-gpu
+    pip install tf-keras=={pinned['tf-keras']} keras-bert=={pinned['keras-bert']}"""
 
 # %% 演習 2
-answer_2 = "export HF_HUB_OFFLINE=1"
+# %environment runs top to bottom: HF_HOME keeps the job's value, HF_DATASETS_CACHE then defaults under it.
+environment = containers.parse_def(KIT / "defs" / "keras-bert.def").sections["environment"]
+job_env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": "/home/tanaka", "USER": "tanaka",
+           "HF_HOME": "/scratch/tanaka/hf"}
+answer_2 = subprocess.run(["bash", "-c", environment + '\necho "$HF_DATASETS_CACHE"'], env=job_env,
+                          capture_output=True, text=True, check=True).stdout.strip()
 
 # %% 演習 3
-answer_3 = [re.split(r"[<>=!~; \[]", r)[0] for r in md.requires("keras-bert")]
+# Follow the metadata until no new name turns up; no Keras among them: keras-bert uses whichever Keras
+# the environment gives it (tf-keras through TF_USE_LEGACY_KERAS=1 in the kit).
+todo, seen = ["keras-bert"], set()
+while todo:
+    package = todo.pop()
+    if package not in seen:
+        seen.add(package)
+        todo += [re.split(r"[<>=!~; \[]", r)[0] for r in md.requires(package) or [] if "extra ==" not in r]
+answer_3 = sorted(seen)
 
 # %% 演習 4
 answer_4 = """

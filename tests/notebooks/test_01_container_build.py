@@ -42,7 +42,7 @@ def test_notebook_01_tiny_without_building(runs_dir):
     if plans.get("tensorflow-cpu") is not None:
         assert "tensorflow-cpu" in plans["tensorflow-cpu"], "pip plans a second TensorFlow without a warning"
     local = (result.run_dir / "keras-bert-local.def").read_text()
-    assert local.startswith("Bootstrap: localimage\nFrom: base/tensorflow_2.21.0-gpu.sif\n")
+    assert local.startswith("Bootstrap: localimage\nFrom: defs/tensorflow-base.sif\n")
     assert containers.check_def(result.run_dir / "keras-bert-local.def", ROOT / "requirements.txt") == []
     assert m["exercises"] == {"1": "todo", "2": "todo", "3": "todo", "4": "open"}
     assert set(data["phases"]) == {"gpu-check"}
@@ -57,7 +57,8 @@ def test_notebook_01_tiny_without_building(runs_dir):
     prose = "\n".join(c.source for c in nbformat.read(str(NOTEBOOK), as_version=4).cells if c.cell_type == "markdown")
     for command in ("apptainer build --fakeroot --sandbox defs/keras-bert/ defs/keras-bert.def",
                     "apptainer shell --fakeroot --writable defs/keras-bert/", "Bootstrap: localimage",
-                    "apptainer pull base/tensorflow_2.21.0-gpu.sif docker://tensorflow/tensorflow:2.21.0-gpu"):
+                    "apptainer pull defs/tensorflow-base.sif docker://tensorflow/tensorflow:2.21.0-gpu",
+                    "python -m coursekit build-container defs/keras-bert.def --base defs/tensorflow-base.sif"):
         assert command in prose, command
     assert "まだです" in html and "解答例:" not in html
     nb = nbformat.read(str(result.notebook), as_version=4)
