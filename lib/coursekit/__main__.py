@@ -7,6 +7,7 @@ import sys
 # command -> (module with a main(argv) function, one-line help)
 COMMANDS = {
     "run": ("coursekit.harness.runner", "execute a notebook with papermill into its own run folder"),
+    "open": ("coursekit.harness.workcopy", "copy notebooks with a profile's values injected, to open in JupyterLab"),
     "gpu": ("coursekit.harness.device", "what TensorFlow / PyTorch see: GPUs, CUDA, the classic traps"),
     "report": ("coursekit.harness.report", "compare every run: devices, phases, accuracy, BLEU (CSV + Markdown)"),
     "slides": ("coursekit.harness.slides", "render the Marp decks with numbers from real runs; export HTML/PDF"),
