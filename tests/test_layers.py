@@ -84,3 +84,28 @@ def test_no_import_cycles():
     for node in sorted(graph):
         visit(node)
     assert not cycles, cycles
+
+
+def test_the_report_s_headline_metrics_are_logged_by_a_notebook():
+    """contracts.HEADLINE_METRICS names metrics the notebooks log: a metric renamed in a notebook fails
+    here instead of silently dropping out of `coursekit report`'s table."""
+    import json
+
+    from IPython.core.inputtransformer2 import TransformerManager
+
+    from coursekit.contracts import HEADLINE_METRICS
+
+    logged = set()
+    for path in sorted((LIB.parents[1] / "notebooks").glob("*.ipynb")):
+        for cell in json.loads(path.read_text(encoding="utf-8"))["cells"]:
+            if cell["cell_type"] != "code":
+                continue
+            source = TransformerManager().transform_cell("".join(cell["source"]))  # %magics, !commands
+            try:
+                tree = ast.parse(source)
+            except SyntaxError:  # an exercise's answer cell, for the student to complete
+                continue
+            for node in ast.walk(tree):
+                if isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "log":
+                    logged |= {k.arg for k in node.keywords if k.arg}
+    assert not set(HEADLINE_METRICS) - logged, f"no notebook logs {sorted(set(HEADLINE_METRICS) - logged)}"

@@ -55,8 +55,8 @@ def test_failing_cell_exits_1_prints_the_error_and_keeps_the_evidence(scratch, r
     data = json.loads((folder / "metrics.json").read_text())
     assert data["status"] == "failed" and data["runner"]["status"] == "failed"
     assert "too many steps: 500" in data["runner"]["error"]
-    assert data["runner"]["parameters"] == {"profile": "full", "steps": 500, "rate": 0.5, "name": "x"}
-    assert data["params"] == data["runner"]["parameters"], "the runner records what it resolved"
+    assert data["params"] == {"profile": "full", "steps": 500, "rate": 0.5, "name": "x"}, "what it resolved"
+    assert "parameters" not in data["runner"], "stored once"
     executed = json.loads((folder / "scratch.ipynb").read_text())
     assert executed["metadata"]["papermill"]["exception"] is True
     assert (folder / "scratch.html").stat().st_size > 1000
@@ -67,7 +67,7 @@ def test_successful_run_writes_notebook_html_and_metrics(scratch, runs_dir):
     result = run_notebook(scratch, "tiny", {"steps": 2}, name="demo", quiet=True)
     assert result.ok and result.run_dir == runs_dir / "scratch" / "demo"
     assert result.notebook.is_file() and result.html.is_file()
-    assert result.metrics["runner"]["parameters"] == {"profile": "tiny", "steps": 2, "rate": 0.25, "name": "x"}
+    assert result.metrics["params"] == {"profile": "tiny", "steps": 2, "rate": 0.25, "name": "x"}
     assert result.metrics["status"] == "completed", "a notebook without a run record still completes"
     out = json.loads(result.notebook.read_text())
     printed = "".join("".join(o.get("text", "")) for c in out["cells"] for o in c.get("outputs", []))

@@ -208,7 +208,7 @@ def test_array_sweep_runs_each_task_in_its_own_folder(slurm_env, tmp_path):
     xs = []
     for i, lr in enumerate(("0.1", "0.2", "0.3")):
         data = json.loads((runs / f"{job}_{i}" / "metrics.json").read_text())
-        assert data["runner"]["parameters"] == {"profile": "tiny", "steps": 3, "step_seconds": 0, "lr": float(lr)}
+        assert data["params"] == {"profile": "tiny", "steps": 3, "step_seconds": 0, "lr": float(lr)}
         state = json.loads((runs / f"{job}_{i}" / "counter.json").read_text())
         assert state["done"] and state["step"] == 3
         xs.append(state["x"])

@@ -27,18 +27,20 @@ def test_plan_keeps_the_users_variables():
     assert "OMP_NUM_THREADS" not in info["set"] and len(info["set"]) == 4
 
 
-def test_for_kernel_sets_then_restores(monkeypatch):
+def test_the_kernel_gets_the_missing_variables_then_they_are_restored(monkeypatch):
+    from coursekit.harness.runner import kernel_env
+
     for name in threads.THREAD_VARS:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("SLURM_CPUS_PER_TASK", "5")
     monkeypatch.setenv("MKL_NUM_THREADS", "2")
-    said = []
-    with threads.for_kernel(said.append) as info:
+    info = threads.plan()
+    with kernel_env(threads.kernel_values(info)):
         assert os.environ["OMP_NUM_THREADS"] == "5" and os.environ["TF_NUM_INTRAOP_THREADS"] == "5"
         assert os.environ["MKL_NUM_THREADS"] == "2"
     assert "OMP_NUM_THREADS" not in os.environ and os.environ["MKL_NUM_THREADS"] == "2"
-    assert info["count"] == 5 and said == ["coursekit run: 5 threads (SLURM_CPUS_PER_TASK); kept the user's "
-                                           "MKL_NUM_THREADS=2 / スレッド数 5"]
+    assert info["count"] == 5 and threads.log_line(info) == ("5 threads (SLURM_CPUS_PER_TASK); kept the user's "
+                                                           "MKL_NUM_THREADS=2 / スレッド数 5")
 
 
 # Inside the kernel: torch's thread count, and TensorFlow's two pools counted by their threads (its

@@ -1,6 +1,6 @@
 """Data-parallel runs: one process per GPU, started by Slurm's `srun`, one notebook run.
 
-    #SBATCH --nodes=2 --ntasks-per-node=4 --gpus-per-node=tesla:4     (8 processes, 8 GPUs)
+    #SBATCH --nodes=2 --ntasks-per-node=4 --gpus-per-node=4     (8 processes, 8 GPUs)
     srun python -m coursekit run NOTEBOOK.ipynb       (sbatch/multi_gpu.sbatch does this)
 
 `srun` starts the same command once per task; every task runs the runner on the same notebook.
@@ -30,8 +30,6 @@ from pathlib import Path
 from typing import Mapping
 
 PORT_BASE, PORT_SPAN = 20000, 20000   # MASTER_PORT = 20000 + job id % 20000
-DIST_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
-MAIN_RUN_DIR_VAR = "COURSEKIT_MAIN_RUN_DIR"   # rank 0's run folder, given to every rank's kernel
 
 
 def _int(env: Mapping[str, str], name: str, default: int | None = None) -> int | None:
@@ -148,17 +146,6 @@ def rank(environ: Mapping[str, str] | None = None) -> int:
 def world_size(environ: Mapping[str, str] | None = None) -> int:
     """How many processes train together (1 in a single-process run)."""
     return _int(os.environ if environ is None else environ, "WORLD_SIZE", 1) or 1
-
-
-def is_main(environ: Mapping[str, str] | None = None) -> bool:
-    """True on rank 0, the process that writes the run folder."""
-    return rank(environ) == 0
-
-
-def main_run_dir() -> Path | None:
-    """Rank 0's run folder (set by the runner in a multi-process run)."""
-    value = os.environ.get(MAIN_RUN_DIR_VAR)
-    return Path(value) if value else None
 
 
 def describe(environ: Mapping[str, str] | None = None) -> str:

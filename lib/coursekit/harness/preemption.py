@@ -26,6 +26,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from ..contracts import MAIN_RUN_DIR_ENV, RUN_DIR_ENV
 from .record import write_json
 from .runs import restart_count
 
@@ -39,7 +40,7 @@ class Preempted(Exception):
 
 def run_dir() -> Path:
     """The run folder of the notebook being executed ($COURSEKIT_RUN_DIR), else the current folder."""
-    return Path(os.environ.get("COURSEKIT_RUN_DIR") or ".")
+    return Path(os.environ.get(RUN_DIR_ENV) or ".")
 
 
 def attempt() -> int:
@@ -62,7 +63,7 @@ def stop_requested() -> bool:
     stop_file = os.environ.get("COURSEKIT_STOP_FILE")   # several tasks: sbatch/run-notebook.sh touches it
     if stop_file and Path(stop_file).exists():
         return True
-    main = os.environ.get("COURSEKIT_MAIN_RUN_DIR")
+    main = os.environ.get(MAIN_RUN_DIR_ENV)
     return bool(main) and (Path(main) / PREEMPT_FILE).exists()
 
 

@@ -12,7 +12,6 @@ a job that is killed keeps what it had measured. `coursekit report` reads only t
 """
 from __future__ import annotations
 
-import datetime as _dt
 import json
 import math
 import os
@@ -23,15 +22,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from ..contracts import MAIN_RUN_DIR_ENV, METRICS_FILE, RUN_DIR_ENV, WARNINGS_FILE
 from . import runs
-from .runs import METRICS_FILE
-from .timing import format_seconds, stopwatch
+from .timing import format_seconds, stopwatch, timestamp
 
 SCHEMA = 1
-
-
-def _now() -> str:
-    return _dt.datetime.now().astimezone().isoformat(timespec="seconds")
 
 
 def _jsonable(value: Any) -> Any:
@@ -64,6 +59,55 @@ def read_metrics(run_dir: Path) -> dict:
     return json.loads((Path(run_dir) / METRICS_FILE).read_text(encoding="utf-8"))
 
 
+def read_warnings(run_dir: Path) -> list[dict]:
+    """The data warnings the lesson code left in the run folder's warnings.json (a corpus that differs
+    from the release, unreadable files, dropped lines); [] when there are none or the file is unreadable.
+    The runner copies them into metrics.json as "warnings"."""
+    try:
+        entries = json.loads((Path(run_dir) / WARNINGS_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    return [e for e in entries if isinstance(e, dict)] if isinstance(entries, list) else []
+
+
+def describe_device(device: dict | None) -> tuple[str, str | None]:
+    """('2 x NVIDIA H100', "gpu") or ('CPU: AMD EPYC x 16', "cpu") from a record's device section."""
+    if not device:
+        return "?", None
+    gpus = device.get("gpus") or []
+    if gpus:
+        names = sorted(set(gpus))
+        return " + ".join(f"{gpus.count(n)} x {n}" for n in names), "gpu"
+    return f"CPU: {device.get('cpu', '?')} x {device.get('cpu_count', '?')}", "cpu"
+
+
+def phase_order(phase_tables) -> list[str]:
+    """Every phase name of several records' "phases", in the order first seen."""
+    names: list[str] = []
+    for phases in phase_tables:
+        names += [p for p in phases if p not in names]
+    return names
+
+
+def phase_bars(ax, bars: list[tuple[str, dict]]) -> None:
+    """Stacked horizontal bars, one per (label, {phase: seconds}): the time of each phase
+    (`Run.plot_phases`, `coursekit report` and notebook 05 draw phases with it)."""
+    import matplotlib
+
+    phases = phase_order(p for _, p in bars)
+    labels, left = [label for label, _ in bars], [0.0] * len(bars)
+    colors = matplotlib.colormaps["tab20"]  # 20 distinct colours: runs of several notebooks have many phases
+    for n, phase in enumerate(phases):
+        widths = [p.get(phase, 0.0) for _, p in bars]
+        ax.barh(labels, widths, left=left, label=phase, color=colors(n % 20))
+        left = [a + b for a, b in zip(left, widths)]
+    ax.set_xlabel("秒")
+    ax.set_title("フェーズごとの時間")
+    ax.invert_yaxis()
+    if phases:  # beside the axes, so it never hides a bar
+        ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
+
+
 def new_record(notebook: str, profile: str | None, params: dict[str, Any]) -> dict[str, Any]:
     """The start of a run record: what ran, where, with which parameters."""
     from .device import device_summary  # light: reads frameworks already imported, or nvidia-smi
@@ -74,8 +118,8 @@ def new_record(notebook: str, profile: str | None, params: dict[str, Any]) -> di
         "profile": profile,
         "params": _jsonable(params),
         "status": "running",
-        "started": _now(),
-        "updated": _now(),
+        "started": timestamp(),
+        "updated": timestamp(),
         "host": socket.gethostname(),
         "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
         "python": sys.version.split()[0],
@@ -86,7 +130,8 @@ def new_record(notebook: str, profile: str | None, params: dict[str, Any]) -> di
 
 
 class Run:
-    """One execution of a notebook: its parameters, phase times, metrics and status."""
+    """One execution of a notebook: its parameters, phase times, metrics and status (`data`, as in
+    metrics.json)."""
 
     def __init__(self, run_dir: Path, data: dict[str, Any]):
         self.dir = Path(run_dir)
@@ -94,7 +139,6 @@ class Run:
         self._t0 = time.perf_counter() - float(data.get("elapsed_s") or 0.0)
         self.data = data
         self.notebook = data["notebook"]
-        self.params = dict(data.get("params") or {})
         self.save()
 
     @property
@@ -106,11 +150,11 @@ class Run:
         """Rank 0's run folder: the same folder on every process of a data-parallel run (put what all
         ranks must share there, such as the Trainer's checkpoints); `dir` in a single-process run.
         On ranks > 0, `dir` is the rank's own scratch folder."""
-        main = os.environ.get("COURSEKIT_MAIN_RUN_DIR")
+        main = os.environ.get(MAIN_RUN_DIR_ENV)
         return Path(main) if main else self.dir
 
     def save(self) -> None:
-        self.data["updated"] = _now()
+        self.data["updated"] = timestamp()
         self.data["elapsed_s"] = round(time.perf_counter() - self._t0, 3)
         write_json(self.path, self.data)
 
@@ -161,19 +205,18 @@ class Run:
         import matplotlib.pyplot as plt
 
         from ..jpfont import use_japanese_font
-        from .report import read_run
-        from .report_plots import phase_bars
 
         use_japanese_font()
         fig, ax = plt.subplots(figsize=(8, 2.2))
-        phase_bars(ax, [read_run(self.dir)])
+        device, _ = describe_device(self.data.get("device"))
+        phase_bars(ax, [(f"{self.notebook[:2]} {self.dir.name}\n{device}", self.data["phases"])])
         self.save_figure(fig, name)
         return fig
 
     def finish(self) -> dict:
         """Mark the run completed, print a summary of the phases and return the record."""
         self.data["status"] = "completed"
-        self.data["finished"] = _now()
+        self.data["finished"] = timestamp()
         self.save()
         for name, seconds in self.data["phases"].items():
             print(f"  {name:<24} {format_seconds(seconds):>12}")
@@ -204,7 +247,7 @@ def open_run(notebook: str, in_report: bool = True) -> Run:
     current values of the notebook's parameters. `in_report=False` keeps this run out of
     `coursekit report` (a notebook that reports on other runs is not a result itself).
     """
-    env_dir = os.environ.get("COURSEKIT_RUN_DIR")
+    env_dir = os.environ.get(RUN_DIR_ENV)
     if env_dir:
         try:
             data = read_metrics(Path(env_dir))

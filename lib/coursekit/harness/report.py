@@ -16,14 +16,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..contracts import HEADLINE_METRICS, METRICS_FILE, RUN_DIR_ENV
 from . import runs
-from .runs import METRICS_FILE, WARNINGS_FILE
+from .record import describe_device, phase_order, read_metrics, read_warnings
 from .utilisation import IDLE_BELOW
 from .timing import format_seconds
-
-# Metric names shown in the Markdown table when present (all scalar metrics go to the CSV).
-HEADLINE = ("accuracy", "baseline_accuracy", "macro_f1", "bleu", "chrf", "eval_loss",
-            "valid_loss_before", "valid_loss_after", "gpu_speedup")
 
 
 @dataclass
@@ -62,26 +59,12 @@ def _warning_entries(data: dict | None, folder: Path) -> list[dict]:
     (a run killed before the runner could copy it)."""
     entries = (data or {}).get("warnings")
     if not isinstance(entries, list):
-        try:
-            entries = json.loads((folder / WARNINGS_FILE).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            entries = []
-    return [e for e in entries if isinstance(e, dict)] if isinstance(entries, list) else []
+        return read_warnings(folder)
+    return [e for e in entries if isinstance(e, dict)]
 
 
 def warning_text(entry: dict) -> str:
     return f"{entry.get('source', '?')}: {entry.get('message', '')}"
-
-
-def describe_device(device: dict | None) -> tuple[str, str | None]:
-    """'2 x NVIDIA H100' or 'CPU: AMD EPYC x 16' from metrics.json's device section."""
-    if not device:
-        return "?", None
-    gpus = device.get("gpus") or []
-    if gpus:
-        names = sorted(set(gpus))
-        return " + ".join(f"{gpus.count(n)} x {n}" for n in names), "gpu"
-    return f"CPU: {device.get('cpu', '?')} x {device.get('cpu_count', '?')}", "cpu"
 
 
 def _papermill_meta(folder: Path, notebook: str) -> dict:
@@ -118,7 +101,7 @@ def read_run(folder: Path) -> RunInfo:
     info = RunInfo(path=folder, notebook=notebook, run=folder.name, status="incomplete")
     meta = _papermill_meta(folder, notebook)
     try:
-        data = json.loads((folder / METRICS_FILE).read_text(encoding="utf-8"))
+        data = read_metrics(folder)
         if not isinstance(data, dict):
             raise ValueError("not a JSON object")
     except FileNotFoundError:
@@ -164,7 +147,7 @@ def read_run(folder: Path) -> RunInfo:
 
 def _in_report(folder: Path) -> bool:
     try:
-        return json.loads((folder / METRICS_FILE).read_text(encoding="utf-8")).get("in_report", True) is not False
+        return read_metrics(folder).get("in_report", True) is not False
     except (OSError, ValueError):
         return True
 
@@ -176,7 +159,7 @@ def find_runs(root: Path, notebook: str = "*", run: str = "*") -> list[RunInfo]:
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"runs folder not found: {root}")
-    own = os.environ.get("COURSEKIT_RUN_DIR")  # the report notebook's own run is not a result
+    own = os.environ.get(RUN_DIR_ENV)  # the report notebook's own run is not a result
     skip = Path(own).resolve() if own else None
     found = []
     for nb_dir in sorted(p for p in root.iterdir() if p.is_dir() and fnmatch.fnmatch(p.name, notebook)):
@@ -228,16 +211,13 @@ def _compare(infos: list[RunInfo]) -> None:
 
 def phase_names(infos: list[RunInfo]) -> list[str]:
     """Every phase any run timed, in the order first seen."""
-    names: list[str] = []
-    for info in infos:
-        names += [p for p in info.phases if p not in names]
-    return names
+    return phase_order(i.phases for i in infos)
 
 
 def pick_metric(infos: list[RunInfo]) -> str | None:
     """The metric worth plotting across runs: the first headline metric any run has, else the first
     scalar metric whose value differs between runs."""
-    for name in HEADLINE:
+    for name in HEADLINE_METRICS:
         if any(name in i.metrics for i in infos):
             return name
     names: list[str] = []
@@ -288,7 +268,7 @@ def _fmt(value: Any) -> str:
 
 def _markdown_table(infos: list[RunInfo]) -> list[str]:
     """One table for runs that share their columns: the phases and headline metrics they have."""
-    shown = [m for m in HEADLINE if any(m in i.metrics for i in infos)]
+    shown = [m for m in HEADLINE_METRICS if any(m in i.metrics for i in infos)]
     shown += sorted({m for i in infos for m in i.metrics if m.startswith("gpu_speedup.")})
     phases = phase_names(infos)
     head = ["notebook", "run", "profile", "status", "warnings", "device", "params", *phases, "total",

@@ -1,7 +1,7 @@
 """The plots of `coursekit report` and notebook 05: phases, speed-ups, sweeps and curves of several runs."""
 from __future__ import annotations
 
-from .report import phase_names
+from . import record
 
 
 def _label(info) -> str:
@@ -10,22 +10,7 @@ def _label(info) -> str:
 
 def phase_bars(ax, infos) -> None:
     """Stacked horizontal bars: the time of each phase, one bar per run, labelled with its device."""
-    infos = [i for i in infos if i.phases]
-    phases = phase_names(infos)
-    left = [0.0] * len(infos)
-    labels = [f"{_label(i)}\n{i.device}" for i in infos]
-    import matplotlib
-
-    colors = matplotlib.colormaps["tab20"]  # 20 distinct colours: runs of several notebooks have many phases
-    for n, phase in enumerate(phases):
-        widths = [i.phases.get(phase, 0.0) for i in infos]
-        ax.barh(labels, widths, left=left, label=phase, color=colors(n % 20))
-        left = [a + b for a, b in zip(left, widths)]
-    ax.set_xlabel("秒")
-    ax.set_title("フェーズごとの時間")
-    ax.invert_yaxis()
-    if phases:  # beside the axes, so it never hides a bar
-        ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    record.phase_bars(ax, [(f"{_label(i)}\n{i.device}", i.phases) for i in infos if i.phases])
 
 
 def speedup_bars(ax, infos) -> None:

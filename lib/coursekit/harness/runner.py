@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import datetime as _dt
-import json
 import os
 import re
 import shutil
@@ -25,12 +23,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
+from ..contracts import MAIN_RUN_DIR_ENV, METRICS_FILE, RUN_DIR_ENV
 from . import params as params_mod
 from . import distributed, preemption, runs, threads, utilisation
 from .params import ParameterError
-from .record import METRICS_FILE, new_record, write_json
-from .runs import WARNINGS_FILE, RunFolderError
-from .timing import format_seconds
+from .record import new_record, read_metrics, read_warnings, write_json
+from .runs import RunFolderError
+from .timing import format_seconds, timestamp
 
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 # how a run ended, for the student's closing line (metrics.json keeps the English status)
@@ -64,17 +63,12 @@ def export_html(executed: Path) -> Path:
     return html
 
 
-def _now() -> str:
-    return _dt.datetime.now().astimezone().isoformat(timespec="seconds")
-
-
 def _record_outcome(run_dir: Path, notebook: Path, profile: str | None, params: dict,
                     runner: dict, extra: dict | None = None) -> dict:
     """Merge the runner's outcome into metrics.json (creating it when the notebook never did)."""
-    path = run_dir / METRICS_FILE
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
+        data = read_metrics(run_dir)
+    except (OSError, ValueError):   # the notebook never started its record, or it is damaged
         data = new_record(notebook.stem, profile, params)
     data["status"] = runner["status"]
     data["runner"] = runner
@@ -82,18 +76,8 @@ def _record_outcome(run_dir: Path, notebook: Path, profile: str | None, params: 
     warnings = read_warnings(run_dir)
     if warnings:
         data["warnings"] = warnings
-    write_json(path, data)
+    write_json(run_dir / METRICS_FILE, data)
     return data
-
-
-def read_warnings(run_dir: Path) -> list[dict]:
-    """The data warnings the notebook's lesson code left in the run folder (a corpus that differs
-    from the release, unreadable files, dropped lines): copied into metrics.json as "warnings"."""
-    try:
-        entries = json.loads((Path(run_dir) / WARNINGS_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return []
-    return [e for e in entries if isinstance(e, dict)] if isinstance(entries, list) else []
 
 
 def _exit_recording_kernel_manager():
@@ -183,7 +167,7 @@ def _job_context(run_dir: Path, say) -> Iterator[None]:
     main = threading.current_thread() is threading.main_thread()
     old_term = signal.signal(signal.SIGTERM, on_term) if main else None
     old_usr1 = signal.signal(signal.SIGUSR1, on_warning) if main else None
-    with _kernel_env({"COURSEKIT_RUN_DIR": str(run_dir)}):
+    with kernel_env({RUN_DIR_ENV: str(run_dir)}):
         try:
             yield
         finally:
@@ -193,8 +177,9 @@ def _job_context(run_dir: Path, say) -> Iterator[None]:
 
 
 @contextmanager
-def _kernel_env(values: dict[str, str]) -> Iterator[None]:
-    """Set environment variables for the kernel started inside; restore them afterwards."""
+def kernel_env(values: dict[str, str]) -> Iterator[None]:
+    """Set environment variables for the kernel started inside (the run folder, the job's thread
+    counts, the ranks of a data-parallel run); restore them afterwards."""
     before = {name: os.environ.get(name) for name in values}
     os.environ.update(values)
     try:
@@ -258,6 +243,11 @@ def _export(out_nb: Path, html: bool, say) -> Path | None:
         return None
 
 
+def _sayer(quiet: bool):
+    """The runner's job-log lines go to stderr (stdout is the notebook's own output), or nowhere."""
+    return (lambda *a: None) if quiet else (lambda *a: print(*a, file=sys.stderr, flush=True))
+
+
 def run_notebook(notebook: str | Path, profile: str | None = None,
                  parameters: list[tuple[str, str]] | dict[str, Any] | None = None, *,
                  runs_dir: str | Path | None = None, name: str | None = None,
@@ -278,28 +268,30 @@ def run_notebook(notebook: str | Path, profile: str | None = None,
     dist_env: dict[str, str] = {}
     if launch:  # rank 0: the run; tell the other ranks where it is, give the kernel torch's variables
         pointer = distributed.announce_run_dir(run_dir.parent, distributed.launch_key(launch), run_dir)
-        dist_env = {**launch["env"], distributed.MAIN_RUN_DIR_VAR: str(run_dir)}
+        dist_env = {**launch["env"], MAIN_RUN_DIR_ENV: str(run_dir)}
     out_nb = run_dir / notebook.name
     write_json(run_dir / METRICS_FILE, new_record(notebook.stem, values["profile"], values))
 
-    say = (lambda *a: None) if quiet else (lambda *a: print(*a, file=sys.stderr, flush=True))
+    say = _sayer(quiet)
     say(f"coursekit run: {notebook} (profile {values['profile']}) -> {run_dir}")
-    started, t0 = _now(), time.perf_counter()
+    started, t0 = timestamp(), time.perf_counter()
     if launch:
         say(f"coursekit run: rank 0 of {launch['world_size']} ({launch['source']}); rendezvous "
             f"{launch['master_addr']}:{launch['master_port']}; the other ranks run in scratch folders")
-    with _job_context(run_dir, say), threads.for_kernel(say) as thread_info, _kernel_env(dist_env), \
-            utilisation.Sampler() as sampler:  # OMP/MKL/TF threads = the job's CPUs; GPU/CPU use sampled
+    thread_info = threads.plan()   # OMP/MKL/TF threads = the job's CPUs
+    say(f"coursekit run: {threads.log_line(thread_info)}")
+    with _job_context(run_dir, say), kernel_env({**threads.kernel_values(thread_info), **dist_env}), \
+            utilisation.Sampler() as sampler:  # GPU/CPU use sampled
         status, error = _execute(notebook, out_nb, values, kernel, quiet, say)
     duration = time.perf_counter() - t0
     if launch:
         pointer.unlink(missing_ok=True)
     html_path = _export(out_nb, html, say)
     runner = {
-        "status": status, "error": error, "started": started, "finished": _now(),
+        "status": status, "error": error, "started": started, "finished": timestamp(),
         "duration_s": round(duration, 3), "source": str(notebook.resolve()),
         "output_notebook": out_nb.name, "html": html_path.name if html_path else None,
-        "parameters": values, "kernel": kernel, "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
+        "kernel": kernel, "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
         "attempt": attempt, "threads": thread_info,
         "processes": launch["world_size"] if launch else 1,
         "distributed": {k: launch[k] for k in ("world_size", "local_world_size", "master_addr",
@@ -307,8 +299,11 @@ def run_notebook(notebook: str | Path, profile: str | None = None,
     }
     data = _record_outcome(run_dir, notebook, values["profile"], values, runner,
                            {"utilisation": sampler.summary()})
-    say(f"coursekit run: {status} in {format_seconds(duration)}; results in {run_dir} / "
-        f"{STATUS_JA.get(status, status)}({format_seconds(duration)})。結果: {run_dir}")
+    warned = len(data.get("warnings") or [])
+    say(f"coursekit run: {status} in {format_seconds(duration)}"
+        + (f"; {warned} data warning(s), see \"warnings\" in {METRICS_FILE}" if warned else "")
+        + f"; results in {run_dir} / {STATUS_JA.get(status, status)}({format_seconds(duration)})"
+        + (f"。データの警告 {warned} 件" if warned else "") + f"。結果: {run_dir}")
     return RunResult(run_dir, out_nb, html_path, data, status == "completed", error)
 
 
@@ -317,21 +312,21 @@ def _run_other_rank(notebook: Path, values: dict, root: Path | None, launch: dic
     """Rank > 0 of a data-parallel launch: execute the same notebook into a scratch folder (nothing in
     the runs folder: rank 0 records the run); the kernel learns rank 0's run folder, where the shared
     checkpoints are, from COURSEKIT_MAIN_RUN_DIR."""
-    say = (lambda *a: None) if quiet else (lambda *a: print(*a, file=sys.stderr, flush=True))
+    say = _sayer(quiet)
     key = distributed.launch_key(launch)
     parent = (root or runs.runs_root()) / runs.check_name(notebook.stem, "notebook name")
     parent.mkdir(parents=True, exist_ok=True)
     main_dir = distributed.wait_for_run_dir(parent, key, time.time())
     scratch = distributed.rank_dir(notebook.stem, key, launch["rank"])
-    for leftover in (scratch / runs.METRICS_FILE, scratch / preemption.PREEMPT_FILE):
+    for leftover in (scratch / METRICS_FILE, scratch / preemption.PREEMPT_FILE):
         leftover.unlink(missing_ok=True)
     write_json(scratch / METRICS_FILE, new_record(notebook.stem, values["profile"], values))
     say(f"coursekit run: rank {launch['rank']} of {launch['world_size']}: {notebook} in scratch folder "
         f"{scratch} (rank 0 records the run in {main_dir})")
     out_nb = scratch / notebook.name
     t0 = time.perf_counter()
-    env = {**launch["env"], distributed.MAIN_RUN_DIR_VAR: str(main_dir)}
-    with _job_context(scratch, say), threads.for_kernel(None), _kernel_env(env):
+    env = {**threads.kernel_values(threads.plan()), **launch["env"], MAIN_RUN_DIR_ENV: str(main_dir)}
+    with _job_context(scratch, say), kernel_env(env):
         status, error = _execute(notebook, out_nb, values, kernel, quiet, say)
     took = format_seconds(time.perf_counter() - t0)
     say(f"coursekit run: rank {launch['rank']}: {status} in {took} / {STATUS_JA.get(status, status)}({took})")

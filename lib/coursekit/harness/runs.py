@@ -12,9 +12,6 @@ import os
 import time
 from pathlib import Path
 
-METRICS_FILE = "metrics.json"  # the run record in every run folder (see record.py)
-WARNINGS_FILE = "warnings.json"  # data warnings the lesson code wrote during the run (lessons/download.py)
-
 
 class RunFolderError(ValueError):
     """A run name that would leave the runs folder, or a runs folder that cannot be used."""

@@ -13,13 +13,13 @@ user's OMP_NUM_THREADS):
     TF_NUM_INTRAOP_THREADS, TF_NUM_INTEROP_THREADS           TensorFlow's two thread pools
 
 The frameworks read them when they start, so they must be in the kernel's environment before the
-notebook imports anything; the run record (metrics.json, runner.threads) says what was used.
+notebook imports anything: the runner sets `kernel_values(plan())` while the kernel starts; the run
+record (metrics.json, runner.threads) says what was used.
 """
 from __future__ import annotations
 
 import os
-from contextlib import contextmanager
-from typing import Callable, Iterator, Mapping
+from typing import Mapping
 
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
                "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS")
@@ -52,19 +52,13 @@ def plan(environ: Mapping[str, str] | None = None) -> dict:
     return {"count": count, "source": source, "env": values, "set": missing}
 
 
-@contextmanager
-def for_kernel(say: Callable[..., None] | None = None) -> Iterator[dict]:
-    """Set the missing thread variables in os.environ (a kernel started inside inherits them);
-    restore the environment afterwards. Yields the plan, for the run record."""
-    info = plan()
-    for name in info["set"]:
-        os.environ[name] = info["env"][name]
-    if say:
-        kept = ", ".join(f"{n}={info['env'][n]}" for n in THREAD_VARS if n not in info["set"])
-        say(f"coursekit run: {info['count']} threads ({info['source']})"
-            + (f"; kept the user's {kept}" if kept else "") + f" / スレッド数 {info['count']}")
-    try:
-        yield info
-    finally:
-        for name in info["set"]:
-            os.environ.pop(name, None)
+def kernel_values(info: dict) -> dict[str, str]:
+    """The variables of `plan()` to put into the kernel's environment: those the user did not set."""
+    return {name: info["env"][name] for name in info["set"]}
+
+
+def log_line(info: dict) -> str:
+    """The job-log line: how many threads, from where, which values of the user's were kept."""
+    kept = ", ".join(f"{n}={info['env'][n]}" for n in THREAD_VARS if n not in info["set"])
+    return (f"{info['count']} threads ({info['source']})" + (f"; kept the user's {kept}" if kept else "")
+            + f" / スレッド数 {info['count']}")

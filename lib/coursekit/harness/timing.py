@@ -1,9 +1,15 @@
 """Wall-clock timing of the phases of a job (tokenize, fine-tune, evaluate, ...)."""
 from __future__ import annotations
 
+import datetime as _dt
 import time
 from contextlib import contextmanager
 from typing import Callable, Iterator
+
+
+def timestamp() -> str:
+    """Now, as the run record writes it: local time with its UTC offset, to the second."""
+    return _dt.datetime.now().astimezone().isoformat(timespec="seconds")
 
 
 def format_seconds(seconds: float) -> str:
