@@ -112,6 +112,7 @@ def test_jupyterlab_job_serves_a_tiny_copy_over_loopback(workshop, tmp_path, mon
 
 def _script(env: dict, cwd: Path, *args: str) -> subprocess.Popen:
     """The job script run by bash outside Slurm (what sbatch would start), its output in cwd/out.log."""
+    (cwd / "out.log").write_text("")
     return subprocess.Popen(["bash", "-c", 'exec bash "$0" "$@" > out.log 2>&1', str(SCRIPT), *args], cwd=cwd,
                             env=env)
 

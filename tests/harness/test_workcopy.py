@@ -139,3 +139,15 @@ def test_the_tiny_copy_runs_from_its_own_folder_as_in_jupyterlab(tmp_path, runs_
     assert data["status"] == "completed"
     m = data["metrics"]
     assert m["corpus_articles"] == 126 and m["bert_pretrained"] is False, "the tiny BERT, not the full one"
+
+
+def test_check_command_line_says_what_open_would_refuse_without_writing(tmp_path):
+    """What `coursekit submit sbatch/jupyter.sbatch ARGS` can check before sbatch (the job gives ARGS to `open`)."""
+    plans = workcopy.check_command_line([str(GPU_CHECK), "--profile", "tiny", "--to", str(tmp_path)])
+    assert [(nb, out) for nb, out, _ in plans] == [(GPU_CHECK, tmp_path / "00_gpu_check.tiny.ipynb")]
+    for argv, message in ((["--profil", "tiny"], "unrecognized arguments: --profil"),
+                          ([str(GPU_CHECK), "-p", "matmul_size"], "expected 2 arguments"),
+                          ([str(GPU_CHECK), "-p", "matmul_sise", "3"], "did you mean 'matmul_size'")):
+        with pytest.raises((workcopy.OpenError, params.ParameterError), match=message):
+            workcopy.check_command_line(argv)
+    assert not list(tmp_path.iterdir())

@@ -167,11 +167,11 @@ def injected_values(copy: str | Path) -> dict[str, Any]:
     return {}
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser():
     import argparse
 
     parser = argparse.ArgumentParser(
-        prog="python -m coursekit open",
+        prog="python -m coursekit open", allow_abbrev=False,
         description="Write a copy of notebooks whose parameters are a profile's (papermill --prepare-only), "
                     "to open in JupyterLab: <stem>.<profile>.ipynb in work/ of the kit. "
                     "Nothing is executed. / プロファイルの値を入れたノートブックのコピーを作ります(JupyterLab で開く用)。")
@@ -185,12 +185,36 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--to", type=Path, default=None, metavar="DIR",
                         help="folder of the copies (default: work/ in the kit's checkout)")
     parser.add_argument("--force", action="store_true", help="replace an existing copy (your edits in it are lost)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def check_command_line(argv: list[str]) -> list[tuple[Path, Path, dict[str, Any]]]:
+    """Everything `open ARGV` checks, without writing: [(notebook, copy, injected values)]. Raises OpenError
+    (also for a usage error) or ParameterError with the message `open` would print; for `coursekit submit`
+    of sbatch/jupyter.sbatch, whose arguments go to `open`."""
+    import contextlib
+    import io
+
+    err = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(err):
+            args = build_parser().parse_args(argv)
+    except SystemExit:
+        raise OpenError(err.getvalue().strip().splitlines()[-1] if err.getvalue().strip() else "usage") from None
+    return _plans(args)
+
+
+def _plans(args) -> list[tuple[Path, Path, dict[str, Any]]]:
+    given = [tuple(p) for p in args.parameter]
+    notebooks = args.notebooks or lesson_notebooks()
+    return [plan_copy(nb, args.profile, given, args.to) for nb in notebooks]   # all checked before any write
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     given = [tuple(p) for p in args.parameter]
     try:
-        notebooks = args.notebooks or lesson_notebooks()
-        plans = [plan_copy(nb, args.profile, given, args.to) for nb in notebooks]   # all checked first
-        written = [_write(nb, out, values, given, args.force) for nb, out, values in plans]
+        written = [_write(nb, out, values, given, args.force) for nb, out, values in _plans(args)]
     except (ParameterError, OpenError) as exc:
         print(f"coursekit open: error: {exc}", file=sys.stderr)
         return 2
