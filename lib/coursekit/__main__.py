@@ -14,6 +14,8 @@ COMMANDS = {
     "submit": ("coursekit.harness.slurm", "sbatch a script from sbatch/ with preflight checks (logs/, container)"),
     "sweep": ("coursekit.harness.sweep", "run one task of a job-array parameter sweep (sbatch/sweep.sbatch)"),
     "build-container": ("coursekit.harness.containers", "check a defs/*.def file and build it (apptainer/singularity)"),
+    "prepare": ("coursekit.prepare", "stage corpora, models and images once in the shared folder (instructor)"),
+    "doctor": ("coursekit.harness.doctor", "check Python, the kit, site settings, images, the shared folder (one line each)"),
 }
 
 

@@ -32,6 +32,9 @@ SPLITS = {"train": "train", "dev": "validation", "test": "test"}  # file name ->
 HUB_PREFIX = "hf:"
 SMALL_PARALLEL = "small_parallel_enja"  # a data_dir naming this corpus downloads it
 SMALL_PARALLEL_URL = "https://raw.githubusercontent.com/odashi/small_parallel_enja/master/"
+# in the prepared shared folder ($COURSEKIT_SHARED; python -m coursekit prepare)
+ALT_FOLDER = "data/alt"                               # the release zip and URL-train/dev/test.txt
+SMALL_PARALLEL_FOLDER = f"data/{SMALL_PARALLEL}"      # train/dev/test.en and .ja
 
 # A space with a non-ASCII (Japanese) character on either side is a word boundary added by a tokenizer.
 _JA_SPACE = re.compile(r"(?<=[^\x00-\x7f]) +(?=\S)|(?<=\S) +(?=[^\x00-\x7f])")
@@ -210,7 +213,7 @@ def download_alt(cache_dir: str | Path, base_url: str = "") -> Path:
             "folder and pass it as data_dir, or pass a folder of train.en/train.ja files")
     for name, url in ALT_URLS.items():
         url = base_url.rstrip("/") + "/" + name if base_url else _download.source_url(url)
-        _download.fetch(url, folder, name, hint=hint)
+        _download.fetch(url, folder, name, hint=hint, staged=f"{ALT_FOLDER}/{name}")
     return folder
 
 
@@ -226,7 +229,8 @@ def download_small_parallel(cache_dir: str | Path, base_url: str = "", src: str 
         for lang in (src, tgt):
             name = f"{split}.{lang}"
             url = base_url.rstrip("/") + "/" + name if base_url else _download.source_url(SMALL_PARALLEL_URL + name)
-            _download.fetch(url, folder, name, hint=hint, verify=_download.verify_text)
+            _download.fetch(url, folder, name, hint=hint, verify=_download.verify_text,
+                            staged=f"{SMALL_PARALLEL_FOLDER}/{name}")
     return folder
 
 
@@ -240,10 +244,17 @@ def load_corpus(source: str | Path = "", cache_dir: str | Path = "~/.cache/cours
     """One entry point: "" downloads ALT (or from $COURSEKIT_MIRROR); a URL of a folder holding the
     release's files downloads from there; "hf:NAME" reads the hub; a folder of train.en/train.ja is a
     parallel corpus; "small_parallel_enja" (no such folder here) downloads that corpus into cache_dir;
-    anything else is an ALT release (zip or folder). Returns (DatasetDict, report)."""
+    anything else is an ALT release (zip or folder). Returns (DatasetDict, report).
+
+    ALT ("") and small_parallel_enja are read from the prepared shared folder ($COURSEKIT_SHARED/data/
+    alt, .../small_parallel_enja) when it holds them, before the cache and any download; a node that
+    cannot download stops first, naming the missing file and the prepare command (NotStagedError)."""
     source = str(source or "")
     if source == SMALL_PARALLEL and not Path(source).exists():
-        return load_parallel(download_small_parallel(cache_dir, src=src, tgt=tgt), src=src, tgt=tgt)
+        folder = _download.staged(SMALL_PARALLEL_FOLDER, *(f"{n}.{lang}" for n in SPLITS for lang in (src, tgt)))
+        return load_parallel(folder or download_small_parallel(cache_dir, src=src, tgt=tgt), src=src, tgt=tgt)
+    if not source and _download.staged(ALT_FOLDER, *ALT_URLS):
+        return load_alt(_download.staged(ALT_FOLDER), src=src, tgt=tgt)
     if source.startswith(HUB_PREFIX):
         return load_hub(source[len(HUB_PREFIX):], src=src, tgt=tgt)
     if not source or _download.is_url(source):

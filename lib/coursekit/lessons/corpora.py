@@ -21,6 +21,7 @@ from typing import Iterable, Iterator
 from .download import CorpusError  # noqa: F401  (corpora.CorpusError, as before)
 
 WIKI_DUMP_URL = "https://dumps.wikimedia.org/jawiki/latest/jawiki-latest-pages-articles.xml.bz2"
+WIKI_FOLDER = "data/wikipedia"  # in the prepared shared folder ($COURSEKIT_SHARED; python -m coursekit prepare)
 WIKI_HINT = (f"download the Japanese Wikipedia dump (about 4 GB) on the cluster's login node:\n"
              f"  wget -P data/ {WIKI_DUMP_URL}\n"
              "and pass its path with -p corpus data/jawiki-latest-pages-articles.xml.bz2, or pass a folder of "
@@ -129,11 +130,18 @@ def read_source(source: str, work_dir: str | Path, *, livedoor_cache: str = "~/.
                 processes: int = 2, seed: int = 0) -> list[str]:
     """Documents from `source`: a Wikipedia dump (.xml.bz2 / .xml), "livedoor" (downloaded, or from
     $COURSEKIT_MIRROR), the URL of a livedoor tarball, a livedoor text/ folder (training split), or
-    any folder of .txt files (one document per file)."""
+    any folder of .txt files (one document per file). A dump given by a relative path that is not here
+    (the default data/jawiki-...) is read from the prepared shared folder ($COURSEKIT_SHARED/data/
+    wikipedia/) when it is there; missing there too, the error names the file and the prepare command."""
     from . import download
 
     if source == "livedoor" or (download.is_url(source) and source.endswith((".tar.gz", ".tgz"))):
         return read_livedoor("" if source == "livedoor" else source, livedoor_cache, seed=seed)
+    if source.endswith((".xml.bz2", ".xml")):
+        source = download.shared_fallback(source, WIKI_FOLDER)
+        if not Path(source).expanduser().exists() and download.shared_dir() is not None:
+            raise CorpusError(str(download.not_staged(f"{WIKI_FOLDER}/{Path(source).name}", "the Wikipedia dump",
+                                                      "a job never downloads the 4 GB dump")))
     path = Path(source).expanduser()
     if path.name.endswith((".xml.bz2", ".xml")):
         return list(read_wikiextractor(extract_wikipedia(path, Path(work_dir) / "wikiextractor", processes)))

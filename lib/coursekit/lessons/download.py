@@ -11,6 +11,12 @@
   checksum where the source publishes one); the file is then verified (length, archive integrity,
   not an HTML error page) and only then renamed to its final name. A cached file that fails the
   same check is fetched again (or, when that fails too, named in an error with the fix).
+- **The prepared shared folder first.** With $COURSEKIT_SHARED set (the lab's site file), loaders read
+  what `python -m coursekit prepare` staged there before the user's cache and before any download
+  (`staged`, `shared_fallback`); a file missing there on a node that cannot download (COURSEKIT_OFFLINE=1,
+  HF_HUB_OFFLINE=1, or the source unreachable) stops the run before any work, naming the file and the
+  prepare command (`refuse_offline`, NotStagedError). Downloads are left readable as the umask says
+  (pooch makes them 0600).
 - **Shared caches.** A file lock per cache folder (filelock) makes concurrent jobs wait for one
   another: one downloads and unpacks, the others then use its result. Unpacking goes into a
   temporary folder, gets a completion mark and is renamed into place; a folder without the mark
@@ -40,10 +46,19 @@ LOCK_NAME = ".coursekit.lock"
 WARNINGS_FILE = "warnings.json"         # in the run folder ($COURSEKIT_RUN_DIR); read by the harness
 RUN_DIR_ENV = "COURSEKIT_RUN_DIR"
 LOCK_TIMEOUT_S = 6 * 3600               # waiting for another job's download (a 4 GB dump on a slow link)
+SHARED_ENV = "COURSEKIT_SHARED"         # the prepared shared folder (python -m coursekit prepare; the site file)
+OFFLINE_ENV = "COURSEKIT_OFFLINE"       # 1: never download (a compute node without network)
+PREPARE = "python -m coursekit prepare"
+HUB_CACHE = "models/hub"                # in the shared folder: a Hugging Face hub cache (HF_HUB_CACHE layout)
+PROBE_TIMEOUT_S = 5.0                   # how long a compute node may take to show it can reach a source
 
 
 class DownloadError(RuntimeError):
     """A download failed or its file is damaged; the message names the file, the URL and the fix."""
+
+
+class NotStagedError(DownloadError):
+    """A file is not in the prepared shared folder and this node cannot download it (offline)."""
 
 
 class CorpusError(ValueError):
@@ -99,6 +114,126 @@ def source_url(url: str, mirror: str | None = None) -> str:
 
 def is_url(text: str) -> bool:
     return str(text).split("://", 1)[0].lower() in ("http", "https", "ftp", "file") and "://" in str(text)
+
+
+# ----------------------------------------------------------------------------- the prepared shared folder
+# The instructor stages every corpus, model and image once (`python -m coursekit prepare SHARED_DIR`, on a
+# machine with network); the lab's site file sets COURSEKIT_SHARED. Loaders look there first (before the
+# user's cache and before any download), and only read: nothing a student's job does writes or locks there.
+# A file missing there on a node that cannot download stops the run at once, naming the file and the fix.
+def shared_dir() -> Path | None:
+    """The prepared shared folder ($COURSEKIT_SHARED), or None."""
+    value = os.environ.get(SHARED_ENV, "").strip()
+    return Path(value).expanduser() if value else None
+
+
+def staged(relative: str | Path, *names: str, complete: bool = False) -> Path | None:
+    """SHARED/relative when the prepared shared folder holds it (with every file of `names` inside it;
+    `complete`: an unpacked folder carrying its completion mark), else None (also without a shared folder)."""
+    shared = shared_dir()
+    if shared is None:
+        return None
+    path = shared / relative
+    if not path.exists() or (complete and not is_complete(path)):
+        return None
+    if any(not (path / name).is_file() for name in names):
+        return None
+    return path
+
+
+def shared_fallback(path: str, folder: str, suffix: str = "") -> str:
+    """A relative path that is not here (a kit default such as models/bert-japanese/wiki-ja.model) becomes
+    the file of the same name in the shared folder's `folder`, when it is there (`suffix`: what the file
+    on disk adds, e.g. .index for a checkpoint prefix); anything else is returned unchanged."""
+    if not path or is_url(path) or Path(path).expanduser().is_absolute() \
+            or Path(f"{path}{suffix}").expanduser().exists():
+        return path
+    found = staged(folder)
+    if found is not None and (found / f"{Path(path).name}{suffix}").exists():
+        return str(found / Path(path).name)
+    return path
+
+
+def explicitly_offline() -> str | None:
+    """`COURSEKIT_OFFLINE=1` or `HF_HUB_OFFLINE=1` when set (this node must not download), else None."""
+    for name in (OFFLINE_ENV, "HF_HUB_OFFLINE"):
+        if os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on"):
+            return f"{name}={os.environ[name]}"
+    return None
+
+
+_PROBED: dict[tuple[str, int], str | None] = {}
+
+
+def unreachable(url: str, timeout: float = PROBE_TIMEOUT_S) -> str | None:
+    """Why this node cannot download `url`, or None (it can, or `url` is a local path). COURSEKIT_OFFLINE=1
+    or HF_HUB_OFFLINE=1 say so without trying; otherwise one TCP connection to the source's host, name
+    lookup included, for at most `timeout` seconds (an offline compute node may drop packets silently);
+    the answer is remembered for the process."""
+    explicit = explicitly_offline()
+    if explicit:
+        return explicit
+    if not is_url(url) or url.startswith("file://"):
+        return None
+    import socket
+    import threading
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    key = (parts.hostname or "", parts.port or {"http": 80, "ftp": 21}.get(parts.scheme.lower(), 443))
+    if key not in _PROBED:
+        answer = [f"no answer from {key[0]}:{key[1]} within {timeout:.0f} s"]
+
+        def probe():
+            try:
+                socket.create_connection(key, timeout=timeout).close()
+                answer[0] = None
+            except OSError as exc:
+                answer[0] = f"cannot reach {key[0]}:{key[1]}: {type(exc).__name__}: {exc}"
+
+        thread = threading.Thread(target=probe, daemon=True)
+        thread.start()
+        thread.join(timeout + 1)
+        _PROBED[key] = answer[0]
+    return _PROBED[key]
+
+
+def not_staged(relative: str | Path | None, what: str, reason: str) -> NotStagedError:
+    """The one message for a file that is neither in the shared folder nor downloadable here."""
+    shared = shared_dir()
+    if shared is None or relative is None:
+        return NotStagedError(
+            f"{what} is needed but this node cannot download it ({reason}). Source the lab's site file (it sets "
+            f"{SHARED_ENV} to the shared folder the instructor prepared with `{PREPARE} SHARED_DIR`), or set "
+            f"{MIRROR_ENV} to a lab copy, or pass the file with -p / {what} が必要ですが、このノードからは"
+            f"ダウンロードできません({reason})。研究室のサイト設定ファイルを source して共有フォルダ"
+            f"({SHARED_ENV}: 講師が `{PREPARE}` で準備します)を使うか、{MIRROR_ENV} か -p でファイルを渡してください")
+    path = shared / relative
+    return NotStagedError(
+        f"{path} is missing: {what} is not in the prepared shared folder {shared} ({SHARED_ENV}), and this "
+        f"node cannot download it ({reason}). Ask the instructor to stage it, on a machine with network: "
+        f"{PREPARE} {shared} (--only tiny: what the tiny profiles need) / 共有フォルダに {what} がありません"
+        f"({path})。このノードからはダウンロードできません({reason})。講師がネットワークのあるマシンで "
+        f"{PREPARE} {shared} を実行して準備します")
+
+
+def refuse_offline(url: str, relative: str | Path | None, what: str) -> None:
+    """Call before a download: raise NotStagedError when this node cannot download `url` and either a
+    shared folder is set or COURSEKIT_OFFLINE/HF_HUB_OFFLINE say the node is offline. Otherwise return
+    (without a shared folder the download is tried, and its own error names the URL and the fix)."""
+    if shared_dir() is None and not explicitly_offline():
+        return
+    reason = unreachable(url)
+    if reason:
+        raise not_staged(relative, what, reason)
+
+
+def readable_mode(executable: bool = False) -> int:
+    """The mode this process's umask gives a new file (0644 under umask 022, 0640 under 027). pooch
+    creates its downloads 0600, which a lab's shared cache (or the shared folder) cannot use."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return (0o777 if executable else 0o666) & ~mask
 
 
 # ----------------------------------------------------------------------------- verification
@@ -222,12 +357,14 @@ def _download_to(url: str, folder: Path, fname: str, known_hash: str | None, pro
 
 def fetch(url: str, cache_dir: str | Path, fname: str | None = None, *, known_hash: str | None = None,
           verify: Callable[[Path], None] = verify_file, hint: str = "", progressbar: bool = True,
-          timeout: float = 60, say: Callable[[str], None] = print) -> Path:
+          timeout: float = 60, say: Callable[[str], None] = print, staged: str | Path | None = None) -> Path:
     """cache_dir/fname, downloaded from `url` once, complete and verified; safe with several jobs.
 
     `url` may be an http(s)/ftp URL or a local path (a lab's copy). `known_hash` ("sha256:..." or
     "md5:...") only where the source publishes one. A cached file that fails `verify` is fetched
-    again. Raises DownloadError naming the URL, the file, what is wrong and `hint` (the fix)."""
+    again. Raises DownloadError naming the URL, the file, what is wrong and `hint` (the fix); before a
+    download on a node that cannot download (see refuse_offline), NotStagedError naming `staged`, the
+    file's place in the prepared shared folder. The file gets the umask's mode (not pooch's 0600)."""
     cache = Path(cache_dir).expanduser()
     fname = fname or url.rstrip("/").rsplit("/", 1)[-1]
     target = cache / fname
@@ -240,6 +377,7 @@ def fetch(url: str, cache_dir: str | Path, fname: str | None = None, *, known_ha
                 say(f"the cached {target} is damaged ({exc}): fetching it again / "
                     "キャッシュのファイルが壊れているので、ダウンロードし直します")
                 target.unlink()
+        refuse_offline(url, staged, fname)
         private = Path(tempfile.mkdtemp(prefix=f".download-{os.getpid()}-", dir=cache))
         try:
             try:
@@ -253,6 +391,7 @@ def fetch(url: str, cache_dir: str | Path, fname: str | None = None, *, known_ha
                 raise DownloadError(f"the download of {url} is not usable: {exc}. Nothing was kept "
                                     f"under {target} / ダウンロードしたファイルが使えません(何も残していません)"
                                     f"{_fix(hint)}") from None
+            os.chmod(got, readable_mode())
             os.replace(got, target)
         finally:
             shutil.rmtree(private, ignore_errors=True)

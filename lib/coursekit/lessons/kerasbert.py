@@ -24,6 +24,7 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")  # Keras 2 (tf-keras) for kera
 
 CHECKPOINT_NAME = "bert_model.ckpt"
 CONFIG_NAME = "bert_config.json"
+SHARED_FOLDER = "models/bert-japanese"  # the pre-trained files in the prepared shared folder ($COURSEKIT_SHARED)
 
 
 # ----------------------------------------------------------------------------- checkpoints
@@ -199,7 +200,13 @@ def prepare_model(out_dir: str | Path, train_texts: Sequence[str], *, bert_confi
                          "(none: a tiny BERT is written for this run) / bert_config、bert_checkpoint、"
                          "spm_model は三つとも渡すか、三つとも空にしてください(空: 小さな BERT をこの実行で作ります)")
     if all(given):
-        check_pretrained_files(bert_config, bert_checkpoint, spm_model, hint=PRETRAINED_HINT)
+        from . import download  # relative defaults not here: the prepared shared folder's copies
+        bert_config, spm_model = (download.shared_fallback(p, SHARED_FOLDER) for p in (bert_config, spm_model))
+        bert_checkpoint = download.shared_fallback(bert_checkpoint, SHARED_FOLDER, ".index")
+        shared = download.shared_dir()
+        hint = (str(download.not_staged(SHARED_FOLDER, "the pre-trained Japanese BERT", "the kit never downloads "
+                                        "it: Google Drive needs a browser")) if shared is not None else PRETRAINED_HINT)
+        check_pretrained_files(bert_config, bert_checkpoint, spm_model, hint=hint)
         return {"config": Path(bert_config), "checkpoint": Path(bert_checkpoint),
                 "spm_model": Path(spm_model), "pretrained": True}
     out = Path(out_dir)

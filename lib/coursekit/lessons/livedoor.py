@@ -24,6 +24,7 @@ from .download import CorpusError  # noqa: F401  (livedoor.CorpusError, as befor
 
 URL = "https://www.rondhuit.com/download/ldcc-20140209.tar.gz"
 ARCHIVE = "ldcc-20140209.tar.gz"
+SHARED_FOLDER = "data/livedoor"   # in the prepared shared folder: the tarball and its unpacked text/
 # The release's article counts per category (sum 7,367).
 EXPECTED_COUNTS = {
     "dokujo-tsushin": 870, "it-life-hack": 870, "kaden-channel": 864, "livedoor-homme": 511,
@@ -85,7 +86,8 @@ def download(cache_dir: str | Path, url: str = "") -> Path:
     release, or the same file on $COURSEKIT_MIRROR. A damaged cached tarball is fetched again."""
     url = url or _download.source_url(URL)
     try:
-        return _download.fetch(url, cache_dir, Path(url).name or ARCHIVE, hint=DOWNLOAD_HINT)
+        return _download.fetch(url, cache_dir, Path(url).name or ARCHIVE, hint=DOWNLOAD_HINT,
+                               staged=f"{SHARED_FOLDER}/text")
     except _download.DownloadError as err:
         raise CorpusError(str(err)) from err
 
@@ -110,9 +112,11 @@ def _check_unpacked(text: Path) -> None:
 def locate(data_dir: str | Path = "", cache_dir: str | Path = "~/.cache/coursekit/livedoor",
            url: str = "") -> Path:
     """The corpus's text/ folder: data_dir when given (the text/ folder or its parent; a URL of the
-    tarball is downloaded into cache_dir), else the download cache: downloaded and unpacked on first
-    use, from `url` or the release (or $COURSEKIT_MIRROR). The cache is used only when its
-    unpacking completed; concurrent jobs wait for the one that fills it."""
+    tarball is downloaded into cache_dir), else the prepared shared folder's copy ($COURSEKIT_SHARED/
+    data/livedoor/text), else the download cache: downloaded and unpacked on first use, from `url` or
+    the release (or $COURSEKIT_MIRROR). The cache is used only when its unpacking completed; concurrent
+    jobs wait for the one that fills it. A node that cannot download stops before trying, naming the
+    missing file and the prepare command (download.NotStagedError, as CorpusError)."""
     if data_dir and _download.is_url(str(data_dir)):
         url, data_dir = str(data_dir), ""
     if data_dir:
@@ -123,6 +127,9 @@ def locate(data_dir: str | Path = "", cache_dir: str | Path = "~/.cache/courseki
             raise CorpusError(f"livedoor corpus folder not found: {path} / "
                               f"livedoor コーパスのフォルダが見つかりません\n{DOWNLOAD_HINT}")
         return path
+    shared = _download.staged(f"{SHARED_FOLDER}/text", complete=True)
+    if shared is not None and not url:
+        return shared
     cache = Path(cache_dir).expanduser()
     if _download.is_complete(cache / "text"):
         return cache / "text"

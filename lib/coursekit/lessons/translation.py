@@ -8,9 +8,11 @@ sacrebleu). What is left here is repeated or beside the point of the lesson:
     tokens_per_char(tokenizer, corpus["train"]["ja"][:500])   # how long the targets get
     outputs = translate(model, tokenizer, corpus["test"]["en"], num_beams=4)   # batched generate
     require_bleu_tokenizer("ja-mecab")   # before training: fails now, not after hours of it
+    model_path = locate_model("facebook/bart-base")   # the shared folder's staged copy, read offline
 """
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 from typing import Callable, Iterable
@@ -19,6 +21,31 @@ from . import spm
 
 # sacrebleu tokenizers that split Japanese (its default 13a does not: a whole sentence is one word)
 BLEU_TOKENIZERS = ("ja-mecab", "char")
+
+
+# ---------------------------------------------------------------------------- pre-trained
+def locate_model(name: str) -> str:
+    """What `from_pretrained` should load for `name`: a hub id (facebook/bart-base) staged in the
+    prepared shared folder ($COURSEKIT_SHARED/models/hub, a Hugging Face hub cache that
+    `python -m coursekit prepare` fills) is that snapshot's local folder, read without the network;
+    a folder, an empty name or a hub id without a shared folder come back unchanged (the hub, through
+    the user's own cache). With a shared folder set, a hub id missing there on a node that cannot reach
+    the hub (or with HF_HUB_OFFLINE=1 / COURSEKIT_OFFLINE=1) raises download.NotStagedError now, naming
+    the model and the prepare command, instead of failing later inside from_pretrained."""
+    from . import download
+
+    if not name or Path(name).expanduser().exists():
+        return name
+    hub = download.staged(download.HUB_CACHE)
+    if hub is not None:
+        from huggingface_hub import try_to_load_from_cache
+
+        config = try_to_load_from_cache(name, "config.json", cache_dir=str(hub))
+        if isinstance(config, str):
+            return str(Path(config).parent)
+    download.refuse_offline(os.environ.get("HF_ENDPOINT") or "https://huggingface.co",
+                            f"{download.HUB_CACHE}/models--{name.replace('/', '--')}", f"the model {name}")
+    return name
 
 
 # ------------------------------------------------------------------------------- tokenizer
