@@ -41,3 +41,33 @@ def write_notebook(path: Path, parameters: str, *cells: str) -> Path:
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nbf.write(nb, str(path))
     return path
+
+
+@pytest.fixture(scope="session")
+def workshop(tmp_path_factory):
+    """The workshop's test cluster (tests/harness/slurmjobs.py WORKSHOP: two nodes, partition `workshop`, typed
+    fake GPUs), started once for the whole test session and shared by every test that submits jobs. Yields the
+    root environment to submit jobs in (SBATCH_PARTITION set, CONTAINER=none, this Python first on PATH)."""
+    from .harness.slurmjobs import WORKSHOP, cluster
+
+    with cluster("workshop", tmp_path_factory.mktemp("workshop-runs"), **WORKSHOP) as job_env:
+        yield job_env
+
+
+@pytest.fixture(scope="session")
+def images():
+    """name -> (runtime, CPU test image) for every defs/*.def (tests/harness/cpu_images.py: built once and
+    cached on this machine); shared by every test that runs jobs in the images."""
+    from .harness import cpu_images
+
+    if not cpu_images.images_expected():
+        pytest.skip("COURSEKIT_NO_IMAGES=1: this machine is not expected to build container images")
+    try:
+        runtime = cpu_images.runtime()
+        built = {p.stem: cpu_images.cpu_image(p.stem, log=lambda m: print("\n" + m))
+                 for p in sorted((ROOT / "defs").glob("*.def"))}
+    except cpu_images.ImagesUnavailable as exc:
+        pytest.fail(f"container images cannot be built here: {exc}\n(set COURSEKIT_NO_IMAGES=1 where images "
+                    "are not expected)", pytrace=False)
+    print(f"\n[images] build seconds (None: reused): {cpu_images.TIMES}")
+    return {name: (runtime, image) for name, image in built.items()}

@@ -60,9 +60,9 @@ def blocks(guide: Path) -> list[tuple[str, str]]:
     return [(m.group(1).strip(), m.group(2)) for m in BLOCK.finditer(guide.read_text(encoding="utf-8"))]
 
 
-def commands(body: str) -> list[list[str]]:
+def commands(body: str, assignments: bool = False) -> list[list[str]]:
     """Simple commands of a block as token lists: continuations joined, comments dropped, split at
-    && || ; | and $( ), leading VAR=value assignments removed."""
+    && || ; | and $( ), leading VAR=value assignments removed (kept with `assignments`)."""
     out = []
     for line in body.replace("\\\n", " ").splitlines():
         lexer = shlex.shlex(PLACEHOLDER.sub("PLACEHOLDER", line), posix=True, punctuation_chars=";&|()")
@@ -73,7 +73,7 @@ def commands(body: str) -> list[list[str]]:
             if token in SEPARATORS or set(token) <= set(";&|()`$"):
                 out.append(current)
                 current = []
-            elif current or not re.match(r"^[A-Za-z_][A-Za-z0-9_]*=", token):
+            elif current or assignments or not re.match(r"^[A-Za-z_][A-Za-z0-9_]*=", token):
                 current.append(token)
         out.append(current)
     return [c for c in out if c]
@@ -415,16 +415,20 @@ def test_status_words_are_the_runners():
 
 @pytest.mark.parametrize("path", TEXTS, ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_gpu_requests_use_the_scripts_syntax(path):
-    """One way to ask for a GPU everywhere: the scripts' --gpus=TYPE:COUNT (no --gres, no bare count)."""
-    forms = {d.get("--gpus") for d in sbatch_scripts().values()}
-    assert len(forms) == 1 and re.fullmatch(r"\w+:\d+", forms.pop() or "")
+    """One way to ask for GPUs everywhere: the scripts' --gpus-per-node=COUNT (the site file names the type;
+    TYPE:COUNT where a line types one by hand); no --gres, no job-wide --gpus (it does not put COUNT on
+    each node), no --gpus-per-task."""
+    forms = {name: d.get("--gpus-per-node") for name, d in sbatch_scripts().items()}
+    assert forms.pop("notebook.sbatch") is None, "notebook 05 is a report: no GPU"
+    assert set(forms.values()) == {"1"}, forms
     errors = []
     for line in path.read_text(encoding="utf-8").splitlines():
-        for m in re.finditer(r"--gres[= ]gpu\S*|--gpus[= ]([\w<>]+(?::\w+)?)|--gpus-per-\w+", line):
-            if m.group(1) and re.fullmatch(r"(?:\w+|<[^<>\s]+>):\w+", m.group(1)):
+        for m in re.finditer(r"--gres[= ]gpu\S*|--gpus[= ]\S+|--gpus-per-(?!node)\w+|--gpus-per-node[= ]([\w<>]+(?::\w+)?)",
+                             line):
+            if m.group(1) and re.fullmatch(r"(?:(?:\w+|<[^<>\s]+>):)?(?:\d+|枚数|N)", m.group(1)):
                 continue
             errors.append(line.strip())
-    assert not errors, f"{path.name}: GPU requests in another syntax than --gpus=TYPE:COUNT:\n" + "\n".join(errors)
+    assert not errors, f"{path.name}: GPU requests in another syntax than --gpus-per-node=COUNT:\n" + "\n".join(errors)
 
 
 def test_the_run_guides_sbatch_table_has_the_scripts_values():
@@ -433,7 +437,7 @@ def test_the_run_guides_sbatch_table_has_the_scripts_values():
     text = (HANDSON / "04_run_notebook.md").read_text(encoding="utf-8")
     named = re.findall(r"`(--[\w-]+)=([^`\s]+)`", text)
     wrong = [f"{o}={v} (script: {directives[o]})" for o, v in named if o in directives and directives[o] != v
-             and o != "--gpus"]                   # --gpus=<種類>:1 shows how to change it
+             and o != "--gpus-per-node"]          # --gpus-per-node=<種類>:1 shows how to type a GPU type
     assert len([o for o, _ in named if o in directives]) >= 8
     assert not wrong, wrong
 

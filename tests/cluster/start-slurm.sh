@@ -24,6 +24,11 @@
 #                           sbatch/squeue work without SLURM_CONF (only if that
 #                           path is absent or already our symlink)
 #   WAIT_TIMEOUT=60         seconds to wait for the nodes to become idle
+#   PARTITION=debug         the partition's name (all nodes)
+#   PARTITION_DEFAULT=YES   NO: no default partition, so a job must name one (-p, SBATCH_PARTITION: a site file)
+#   NODE_CPUS= NODE_MEMORY= CPUs and memory (MB) each node declares, as a real GPU node has them (slurmd
+#                           reports the configured values: SlurmdParameters=config_overrides; nothing is
+#                           enforced, TaskPlugin=task/none); default: this machine's
 #
 # After it returns 0:  source $SLURM_ROOT/env.sh  (exports SLURM_CONF)
 set -euo pipefail
@@ -37,7 +42,10 @@ SLURMD_PORT=${SLURMD_PORT:-6818}
 LINK_ETC=${LINK_ETC:-0}
 WAIT_TIMEOUT=${WAIT_TIMEOUT:-60}
 NODES=${NODES:-1}
-PARTITION=debug
+PARTITION=${PARTITION:-debug}
+PARTITION_DEFAULT=${PARTITION_DEFAULT:-YES}
+NODE_CPUS=${NODE_CPUS:-}
+NODE_MEMORY=${NODE_MEMORY:-}
 
 log() { printf '[start-slurm %s] %s\n' "$(date +%T)" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
@@ -45,6 +53,8 @@ t_start=$(date +%s.%N)
 
 [ "$(id -u)" = 0 ] || die "must run as root"
 [[ $NODES =~ ^[1-9][0-9]*$ ]] || die "NODES must be a positive number, not '$NODES'"
+[[ $PARTITION =~ ^[A-Za-z0-9_-]+$ ]] || die "PARTITION must be a plain name, not '$PARTITION'"
+[[ $PARTITION_DEFAULT =~ ^(YES|NO)$ ]] || die "PARTITION_DEFAULT must be YES or NO"
 if [ -z "${NODE_NAMES:-}" ]; then
     # several nodes: named by loopback addresses, which resolve on any Linux machine without /etc/hosts
     # entries ('localhost' cannot be one of several: slurmd reads it as this machine's hostname)
@@ -129,6 +139,12 @@ ncpu=$(nproc)
 hw_mem=$(slurmd -C 2>/dev/null | sed -n 's/.*RealMemory=\([0-9]*\).*/\1/p' | head -1)
 [ -n "$hw_mem" ] || hw_mem=$(( $(awk '/MemTotal/{print $2}' /proc/meminfo) / 1024 ))
 mem=$(( hw_mem * 95 / 100 ))
+overrides=""
+if [ -n "$NODE_CPUS" ] || [ -n "$NODE_MEMORY" ]; then
+    ncpu=${NODE_CPUS:-$ncpu}
+    mem=${NODE_MEMORY:-$mem}
+    overrides="SlurmdParameters=config_overrides"
+fi
 
 gres_line="" ; node_gres=""
 if [ "$FAKE_GPUS" -gt 0 ]; then
@@ -185,9 +201,10 @@ MpiDefault=none
 MailProg=/bin/true
 ReturnToService=2
 MinJobAge=600
+$overrides
 $gres_line
 ${node_lines%$'\n'}
-PartitionName=$PARTITION Nodes=ALL Default=YES MaxTime=INFINITE State=UP
+PartitionName=$PARTITION Nodes=ALL Default=$PARTITION_DEFAULT MaxTime=INFINITE State=UP
 EOF
 )
 new_gres=$(

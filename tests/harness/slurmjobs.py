@@ -1,5 +1,10 @@
 """What the tests on the real test Slurm share: starting and stopping a cluster of one or more nodes on
-this machine (tests/cluster/start-slurm.sh), a field of `scontrol show job`, and waiting for a condition."""
+this machine (tests/cluster/start-slurm.sh), a field of `scontrol show job`, and waiting for a condition.
+
+The workshop's cluster (`WORKSHOP`, started once per test session by the `workshop` fixture of tests/conftest.py
+and shared by every test that submits jobs): two nodes, a partition named `workshop` that is NOT the default
+(no default partition: a job must name it, as the site file does), typed fake GPUs (gres gpu:a100, two per
+node), each node declaring 8 CPUs and 96 GB like a real GPU node (nothing is enforced)."""
 from __future__ import annotations
 
 import os
@@ -17,6 +22,7 @@ import pytest
 from ..conftest import ROOT
 
 CLUSTER = ROOT / "tests" / "cluster"
+WORKSHOP = {"nodes": 2, "partition": "workshop", "gpu_type": "a100", "gpus": 2, "cpus": 8, "memory_mb": 98304}
 
 
 def free_ports_in_a_row(n: int) -> int:
@@ -44,11 +50,14 @@ def daemon_logs(root: Path) -> str:
 
 
 @contextmanager
-def cluster(name: str, runs: Path, nodes: int = 1) -> Iterator[dict]:
+def cluster(name: str, runs: Path, nodes: int = 1, partition: str | None = None, gpu_type: str = "tesla",
+            gpus: int = 2, cpus: int | None = None, memory_mb: int | None = None) -> Iterator[dict]:
     """A real Slurm with `nodes` slurmd daemons on this machine, started for the block and stopped after it.
-    Yields the environment to submit jobs in: SLURM_CONF, SLURM_ROOT, the kit (KIT_DIR, this Python first on
-    PATH, CONTAINER=none) and COURSEKIT_RUNS=`runs`. Skips where Slurm cannot run here (not root on Linux;
-    not installed and no apt-get to install it); fails with the daemons' logs where it does not start."""
+    `partition`: its only partition, not the default one (jobs must name it; the yielded environment does,
+    through SBATCH_PARTITION and SLURM_PARTITION); None: `debug`, the default. Yields the environment to submit
+    jobs in: SLURM_CONF, SLURM_ROOT, the kit (KIT_DIR, this Python first on PATH, CONTAINER=none) and
+    COURSEKIT_RUNS=`runs`. Skips where Slurm cannot run here (not root on Linux; not installed and no apt-get
+    to install it); fails with the daemons' logs where it does not start."""
     if sys.platform != "linux" or os.geteuid() != 0:
         pytest.skip("a real Slurm needs root on Linux (tests/cluster/start-slurm.sh); .ci/run has it")
     if not shutil.which("apt-get") and not shutil.which("slurmctld"):
@@ -58,8 +67,10 @@ def cluster(name: str, runs: Path, nodes: int = 1) -> Iterator[dict]:
     ctld_port = free_ports_in_a_row(1)
     while d_port <= ctld_port < d_port + nodes:
         ctld_port = free_ports_in_a_row(1)
-    env = {**os.environ, "SLURM_ROOT": str(root), "SLURM_CLEAN": "1", "FAKE_GPUS": "2", "LINK_ETC": "0",
-           "NODES": str(nodes), "SLURMCTLD_PORT": str(ctld_port), "SLURMD_PORT": str(d_port)}
+    env = {**os.environ, "SLURM_ROOT": str(root), "SLURM_CLEAN": "1", "FAKE_GPUS": str(gpus), "LINK_ETC": "0",
+           "NODES": str(nodes), "SLURMCTLD_PORT": str(ctld_port), "SLURMD_PORT": str(d_port), "GPU_TYPE": gpu_type,
+           "PARTITION": partition or "debug", "PARTITION_DEFAULT": "NO" if partition else "YES",
+           "NODE_CPUS": str(cpus or ""), "NODE_MEMORY": str(memory_mb or "")}
 
     def stop():
         subprocess.run(["bash", str(CLUSTER / "stop-slurm.sh")], env=env, capture_output=True, timeout=120)
@@ -79,6 +90,8 @@ def cluster(name: str, runs: Path, nodes: int = 1) -> Iterator[dict]:
                "CONTAINER": "none", "PYTHON": sys.executable, "KIT_DIR": str(ROOT),
                "PATH": str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", ""),
                "COURSEKIT_RUNS": str(runs)}
+    if partition:
+        job_env.update(SBATCH_PARTITION=partition, SLURM_PARTITION=partition, SALLOC_PARTITION=partition)
     job_env.pop("COURSEKIT_RUN_DIR", None)
     try:
         yield job_env
@@ -87,6 +100,12 @@ def cluster(name: str, runs: Path, nodes: int = 1) -> Iterator[dict]:
     left = sorted(p.name for p in (root / "run").glob("*.pid"))  # slurmctld, munged, slurmd-<node>
     assert not left, f"daemons left running: {left}"
     shutil.rmtree(root, ignore_errors=True)
+
+
+def all_idle(env) -> bool:
+    """Every node of the cluster is idle (no job step left on any)."""
+    out = subprocess.run(["sinfo", "-h", "-N", "-o", "%T"], env=env, capture_output=True, text=True).stdout.split()
+    return bool(out) and set(out) == {"idle"}
 
 
 def field(env, job, name) -> str:

@@ -9,7 +9,6 @@ another order)."""
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -18,9 +17,10 @@ from pathlib import Path
 import pytest
 
 from coursekit.harness import distributed, utilisation
+from coursekit.lessons.dataparallel import free_port
 from ..conftest import ROOT
 from ..lessons.test_alt import write_parallel
-from .slurmjobs import cluster, field, wait
+from .slurmjobs import all_idle, field, wait
 
 NOTEBOOK = "notebooks/03_bart_translation.ipynb"
 SMALL = ("-p", "vocab_size", "120", "-p", "d_model", "32", "-p", "layers", "1", "-p", "max_length", "24",
@@ -67,17 +67,11 @@ def test_utilisation_summary_flags_idle_devices():
 
 
 # ----------------------------------------------------------------------------- 2 processes, no Slurm
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _launch(n: int, name: str, runs: Path, *args: str) -> list[subprocess.CompletedProcess]:
     """n runners on one notebook, with the variables srun + sbatch/run-notebook.sh give each task."""
     base = {**os.environ, "COURSEKIT_RUNS": str(runs), "OMP_NUM_THREADS": "1", "COURSEKIT_SAMPLE_S": "0.5"}
     base.pop("COURSEKIT_RUN_DIR", None)
-    port = _free_port()
+    port = free_port()
     procs = []
     for rank in range(n):
         env = dict(base)
@@ -125,16 +119,17 @@ def test_two_processes_train_like_one_with_the_same_global_batch(tmp_path):
 
 # ----------------------------------------------------------------------------- a real Slurm, 2 tasks
 @pytest.fixture(scope="module")
-def slurm(tmp_path_factory):
-    with cluster("ddp", tmp_path_factory.mktemp("ddp-runs")) as job_env:
-        yield job_env
+def slurm(workshop, tmp_path_factory):
+    """The workshop's test cluster (tests/conftest.py), with run folders of this module's own."""
+    return {**workshop, "COURSEKIT_RUNS": str(tmp_path_factory.mktemp("ddp-runs"))}
 
 
 @pytest.mark.notebook
 def test_a_warned_two_task_job_checkpoints_on_all_ranks_requeues_and_resumes(slurm, tmp_path):
     data = write_parallel(tmp_path / "data", sizes=(320, 32, 8))
     (tmp_path / "logs").mkdir()
-    proc = subprocess.run(["sbatch", "--parsable", "--ntasks=2", "--gpus=tesla:2", "--cpus-per-task=1",
+    proc = subprocess.run(["sbatch", "--parsable", "--nodes=1", "--ntasks-per-node=2", "--gpus-per-node=2",
+                           "--cpus-per-task=1",
                            str(ROOT / "sbatch/bart.sbatch"), "--profile", "tiny", "--no-html", *SMALL,
                            "-p", "data_dir", str(data), "-p", "epochs", "30", "-p", "batch_size", "8"],
                           cwd=tmp_path, env=slurm, capture_output=True, text=True)
@@ -147,8 +142,7 @@ def test_a_warned_two_task_job_checkpoints_on_all_ranks_requeues_and_resumes(slu
     wait(lambda: field(slurm, job, "Restarts") == "1" and field(slurm, job, "JobState") == "PENDING", 180,
           "the requeue")
     requeued = time.time()
-    wait(lambda: subprocess.run(["sinfo", "-h", "-N", "-o", "%T"], env=slurm, capture_output=True,
-                                 text=True).stdout.strip() == "idle", 120, "the node to be idle")
+    wait(lambda: all_idle(slurm), 120, "the nodes to be idle")
     time.sleep(max(0.0, requeued + 2.0 - time.time()))
     subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], env=slurm, check=True)
     wait(lambda: field(slurm, job, "JobState") in ("COMPLETED", "FAILED", "CANCELLED"), 400, "the job to end")

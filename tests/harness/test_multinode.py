@@ -1,6 +1,6 @@
-"""Data parallelism across two Slurm nodes: a REAL two-node Slurm on this machine (tests/cluster/start-slurm.sh
-with NODES=2: one slurmctld, two slurmd daemons, nodes 127.0.0.1 and 127.0.0.2 on their own ports), jobs
-submitted with the kit's sbatch scripts (--nodes=2 --ntasks=2: sbatch/run-notebook.sh starts one runner per
+"""Data parallelism across two Slurm nodes: a REAL two-node Slurm on this machine (the workshop's test cluster of tests/conftest.py,
+tests/cluster/start-slurm.sh with NODES=2: one slurmctld, two slurmd daemons, nodes 127.0.0.1 and 127.0.0.2 on their own ports), jobs
+submitted with the kit's sbatch scripts (--nodes=2 --ntasks-per-node=1: sbatch/run-notebook.sh starts one runner per
 node with srun; torch.distributed with gloo, TensorFlow's MultiWorkerMirroredStrategy over gRPC).
 
 Every test checks that each node's slurmd launched a task of the job (its log), not only that the job ran.
@@ -31,7 +31,7 @@ import pytest
 from ..conftest import ROOT
 from ..corpora import write_sample_corpus, write_sample_folder
 from ..lessons.test_alt import write_parallel
-from .slurmjobs import cluster, daemon_logs, field, wait
+from .slurmjobs import all_idle, daemon_logs, field, wait
 
 NODES = ("127.0.0.1", "127.0.0.2")
 TOLERANCE = {"03_bart_translation": 0.02, "04_bert_pretraining": 0.05}   # relative, on the losses after k steps
@@ -53,12 +53,11 @@ SMALL = {
 
 # ----------------------------------------------------------------------------- the two-node cluster
 @pytest.fixture(scope="module")
-def two_nodes(tmp_path_factory):
-    """A two-node Slurm started for this module (and stopped after it); the environment jobs are submitted in."""
-    with cluster("2nodes", tmp_path_factory.mktemp("multinode-runs"), nodes=2) as job_env:
-        nodes = subprocess.run(["sinfo", "-h", "-N", "-o", "%N %T"], env=job_env, capture_output=True, text=True)
-        assert sorted(nodes.stdout.split("\n")[:2]) == [f"{n} idle" for n in NODES], nodes.stdout + nodes.stderr
-        yield job_env
+def two_nodes(workshop):
+    """The workshop's two-node test cluster (tests/conftest.py), shared with the other job tests."""
+    nodes = subprocess.run(["sinfo", "-h", "-N", "-o", "%N"], env=workshop, capture_output=True, text=True)
+    assert sorted(nodes.stdout.split()) == list(NODES), nodes.stdout + nodes.stderr
+    return workshop
 
 
 def _logs(workdir: Path, env) -> str:
@@ -75,8 +74,9 @@ def _own_runs(env, workdir: Path) -> dict:
 
 def _sbatch(env, workdir: Path, script: str, *args: str) -> str:
     (workdir / "logs").mkdir(exist_ok=True)
-    proc = subprocess.run(["sbatch", "--parsable", "--nodes=2", "--ntasks=2", "--ntasks-per-node=1",
-                           "--cpus-per-task=1", "--gpus=tesla:2", str(ROOT / "sbatch" / f"{script}.sbatch"), *args],
+    # one task per GPU on each node, as the guides write it (the scripts set no --ntasks to override this)
+    proc = subprocess.run(["sbatch", "--parsable", "--nodes=2", "--ntasks-per-node=1", "--gpus-per-node=1",
+                           "--cpus-per-task=1", str(ROOT / "sbatch" / f"{script}.sbatch"), *args],
                           cwd=workdir, env=env, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     return proc.stdout.strip().split(";")[0]
@@ -189,8 +189,7 @@ def test_a_warned_two_node_job_checkpoints_on_both_ranks_requeues_and_resumes(tw
     requeued = time.time()
     # release as test_slurm.py does: once both nodes are idle, and not within ~2 s of the requeue (Slurm 22.05
     # revokes the first attempt's credential with a one-second timestamp; a launch in that second fails)
-    wait(lambda: subprocess.run(["sinfo", "-h", "-N", "-o", "%T"], env=two_nodes, capture_output=True,
-                                 text=True).stdout.split() == ["idle", "idle"], 120, "both nodes to be idle")
+    wait(lambda: all_idle(two_nodes), 120, "both nodes to be idle")
     time.sleep(max(0.0, requeued + 2.0 - time.time()))
     subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], env=two_nodes, check=True)
     _wait_done(two_nodes, job, tmp_path)

@@ -1,4 +1,4 @@
-"""The sbatch scripts against a REAL single-node Slurm (tests/cluster/start-slurm.sh).
+"""The sbatch scripts against a REAL Slurm: the workshop's two-node test cluster (tests/cluster/start-slurm.sh).
 
 Needs root on Debian (the script installs slurmctld/slurmd/slurm-client/munge when missing): .ci/run
 has both. Elsewhere these tests skip with the reason. The daemons are stopped at the end of the session.
@@ -17,7 +17,7 @@ import pytest
 
 from coursekit.harness import preemption, runner, slurm, sweep
 from ..conftest import ROOT, coursekit_cli
-from .slurmjobs import cluster, field, wait
+from .slurmjobs import all_idle, field, wait
 
 COUNTER_NB = ROOT / "tests" / "notebooks" / "counter_training.ipynb"
 
@@ -151,22 +151,16 @@ def test_submit_refuses_a_missing_container_and_creates_logs(tmp_path):
 
 
 # ----------------------------------------------------------------------------- a real Slurm
-@pytest.fixture(scope="session")
-def slurm_env(tmp_path_factory):
-    """A single-node Slurm started for this session (and stopped after it)."""
-    with cluster("test", tmp_path_factory.mktemp("slurm-runs")) as job_env:
-        yield job_env
+@pytest.fixture
+def slurm_env(workshop):
+    """The workshop's test cluster (tests/conftest.py), shared by every job test."""
+    return workshop
 
 
 def _sbatch(env, cwd, *args) -> str:
     proc = subprocess.run(["sbatch", "--parsable", *args], cwd=cwd, env=env, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     return proc.stdout.strip().split(";")[0]
-
-
-def _node_state(env) -> str:
-    out = subprocess.run(["sinfo", "-h", "-N", "-o", "%T"], env=env, capture_output=True, text=True)
-    return out.stdout.strip()
 
 
 def _wait_done(env, job, seconds=240) -> str:
@@ -234,7 +228,7 @@ def test_warning_signal_checkpoints_requeues_and_resumes(slurm_env, tmp_path):
     # one-second timestamp, and a new launch credential issued in that same second counts as revoked
     # ("Killing non-startable batch JobId=N: Job credential revoked" -> the job ends FAILED without a
     # second attempt; seen on a loaded machine, where the release came right after the requeue).
-    wait(lambda: _node_state(slurm_env) == "idle", 120, "the node to finish the first attempt")
+    wait(lambda: all_idle(slurm_env), 120, "the nodes to finish the first attempt")
     time.sleep(max(0.0, requeued_at + 2.0 - time.time()))
     subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], env=slurm_env, check=True)
     state = _wait_done(slurm_env, job, 300)
@@ -272,23 +266,6 @@ SMALL_04 = ("-p", "valid_fraction", "0.05", "-p", "test_fraction", "0.05", "-p",
             "-p", "steps", "30", "-p", "learning_rate", "0.003", "-p", "warmup_steps", "3", "-p", "eval_every", "15",
             "-p", "save_every", "15", "-p", "phase2_steps", "2", "-p", "phase2_seq_len", "128",
             "-p", "fill_mask_sentences", "太郎は東京で本を[MASK]。")
-
-
-@pytest.fixture(scope="session")
-def images():
-    """name -> (runtime, CPU test image) for every defs/*.def."""
-    from . import cpu_images
-
-    if not cpu_images.images_expected():
-        pytest.skip("COURSEKIT_NO_IMAGES=1: this machine is not expected to build container images")
-    try:
-        runtime = cpu_images.runtime()
-        built = {name: cpu_images.cpu_image(name, log=lambda m: print("\n" + m)) for name in IMAGE_DEFS}
-    except cpu_images.ImagesUnavailable as exc:
-        pytest.fail(f"container images cannot be built here: {exc}\n(set COURSEKIT_NO_IMAGES=1 where images "
-                    "are not expected)", pytrace=False)
-    print(f"\n[images] build seconds (None: reused): {cpu_images.TIMES}")
-    return {name: (runtime, image) for name, image in built.items()}
 
 
 def _image_env(slurm_env, runtime):
@@ -439,7 +416,7 @@ def test_notebook_03_warned_in_its_image_checkpoints_requeues_and_resumes(images
               300, "the job to be requeued")
     requeued_at = time.time()
     # release as in test_warning_signal_checkpoints_requeues_and_resumes: node idle, 2 s after the requeue
-    wait(lambda: _node_state(env) == "idle", 300, "the node to finish the first attempt")
+    wait(lambda: all_idle(env), 300, "the nodes to finish the first attempt")
     time.sleep(max(0.0, requeued_at + 2.0 - time.time()))
     subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], env=env, check=True)
     state = _wait_done(env, job, 900)
