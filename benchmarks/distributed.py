@@ -7,7 +7,7 @@ DistributedDataParallel (`--ddp`, bucketed all-reduce as the Trainer uses it): 1
 batch and all the cores' threads, against 2 processes with half the batch and half the threads each.
 The variants alternate (A B A B ...) after one warm-up pair; the first steps of every run are left out of
 its median step time; the result is the median over the rounds, with min and max. The load average is
-recorded before and after: on 2 cores anything else running slows both variants (NOTES.md).
+recorded before and after: on 2 cores anything else running slows both variants.
 
 The GPU figures in the .md are a paper estimate (lessons.dataparallel.expected_speedup), not a measurement.
 """
@@ -19,14 +19,15 @@ import os
 import platform
 import shlex
 import statistics
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "lib"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 from coursekit.lessons import dataparallel  # noqa: E402
+from measure import commit  # noqa: E402
 
 OUT = ROOT / "benchmarks" / "results"
 # the paper estimate's assumptions (also in notebook 06): BERT-base, 128 tokens, 32 per GPU
@@ -58,8 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     train = ["--steps", str(args.steps), "--global-batch", str(args.global_batch), "--features", str(args.features),
              "--hidden", str(args.hidden), "--warmup", str(args.warmup_steps), "--ddp"]
     results = {"command": shlex.join(["python", "benchmarks/distributed.py", *(argv if argv is not None else sys.argv[1:])]),
-               "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                                        text=True).stdout.strip(),
+               "commit": commit(),
                "machine": {"cores": cores, "python": platform.python_version(), "platform": platform.platform()},
                "load_average_before": [round(x, 2) for x in os.getloadavg()], "training": train,
                "threads": {"1": cores, "2": max(1, cores // 2)}}

@@ -39,7 +39,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
-from measure import portable  # noqa: E402  (no machine paths in the results files)
+from measure import commit, portable  # noqa: E402  (no machine paths in the results files)
 DATA = ROOT.parent / "shared" / "data"
 NOTEBOOKS = {"02": "02_livedoor_bert", "03": "03_bart_translation", "04": "04_bert_pretraining"}
 TRAIN_PHASES = {"02": ["fine-tune"], "03": ["train"], "04": ["pretrain-phase1", "pretrain-phase2"]}
@@ -219,13 +219,6 @@ def machine() -> dict:
             "python": platform.python_version(), "load_average_before": os.getloadavg()}
 
 
-def commit() -> str:
-    proc = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
-    dirty = subprocess.run(["git", "status", "--porcelain", "--", "notebooks", "lib"], cwd=ROOT,
-                           capture_output=True, text=True).stdout.strip()
-    return proc.stdout.strip() + ("+changes" if dirty else "")
-
-
 def write_results(results: dict, out_dir: Path) -> tuple[Path, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     results = portable(results)
@@ -292,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
     work = args.work / size
     runs = work / "runs" / time.strftime("%Y%m%d-%H%M%S")
     results = {"command": shlex.join(["python", "benchmarks/fullsize.py", *(argv if argv is not None else sys.argv[1:])]),
-               "commit": commit(), "date": time.strftime("%Y-%m-%d %H:%M:%S"), "machine": machine(),
+               "commit": commit("notebooks", "lib"), "date": time.strftime("%Y-%m-%d %H:%M:%S"), "machine": machine(),
                "size": size, "steps": args.steps, "shared": args.shared, "stand_ins": {}, "runs": []}
     t0 = time.monotonic()
     if "02" in keys:

@@ -36,7 +36,6 @@ import platform
 import re
 import shlex
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -44,6 +43,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
+sys.path.insert(0, str(HERE))
+from measure import commit  # noqa: E402  (standard library only: no TensorFlow on a GPU node)
 
 # Dense (not 2:4 sparse) bf16 tensor-core peaks, FLOP/s, from NVIDIA's data sheets. First match wins
 # (most specific names first). V100 and T4 have no bf16: their fp16 peak is used (with fp16 autocast).
@@ -219,18 +220,6 @@ def run_one(name, kind, batch, seq, tgt, precision, attn, args, device) -> dict:
 
 
 # --------------------------------------------------------------------------------------- context
-def commit() -> str | None:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=HERE, capture_output=True, text=True, timeout=10)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "benchmarks/gpu.py"], cwd=HERE.parent,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
-        if out.returncode != 0 or not out.stdout.strip():
-            return None
-        return out.stdout.strip() + (" (gpu.py modified)" if dirty else "")
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
 def versions() -> dict:
     import torch
 
@@ -324,7 +313,7 @@ def main(argv: list[str] | None = None) -> int:
         "device": device_name, "device_count": torch.cuda.device_count() if not args.cpu_smoke else 0,
         "peak_bf16_tflops": args.peak / 1e12 if args.peak else None,
         "command": " ".join(shlex.quote(a) for a in [sys.executable.rsplit("/", 1)[-1], *sys.argv]),
-        "commit": commit(), "versions": versions(),
+        "commit": commit("benchmarks/gpu.py"), "versions": versions(),
         "machine": f"{platform.node()}: {os.cpu_count()} CPU cores, {platform.machine()}",
         "load_average_start": load_start, "load_average_end": [round(x, 2) for x in os.getloadavg()],
         "finished": time.strftime("%Y-%m-%d %H:%M:%S %z"), "elapsed_s": round(time.perf_counter() - started_at, 1),

@@ -156,6 +156,7 @@ def fine_tune_in_kernel(data_dir: Path, rounds: int, tmp: Path) -> dict:
     import papermill
 
     from coursekit.harness import threads
+    from coursekit.harness.runner import kernel_env
 
     tmp.mkdir(parents=True, exist_ok=True)
     out = tmp / "fine_tune.json"
@@ -163,7 +164,7 @@ def fine_tune_in_kernel(data_dir: Path, rounds: int, tmp: Path) -> dict:
     nb.cells = [nbformat.v4.new_code_cell(KERNEL_CELL.format(script=str(Path(__file__).resolve()), data=str(data_dir),
                                                              rounds=rounds, tmp=str(tmp), out=str(out)))]
     nbformat.write(nb, tmp / "fine_tune.ipynb")
-    with threads.for_kernel(None):  # the thread variables the runner gives notebook 02's kernel
+    with kernel_env(threads.kernel_values(threads.plan())):  # the thread variables the runner gives notebook 02's kernel
         papermill.execute_notebook(str(tmp / "fine_tune.ipynb"), str(tmp / "fine_tune.out.ipynb"),
                                    kernel_name="python3", progress_bar=False, cwd=str(ROOT))
     return json.loads(out.read_text())

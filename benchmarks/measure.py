@@ -2,7 +2,7 @@
 
     from measure import Results, alternate
 
-    res = Results("livedoor", __doc__)                       # machine, command line, commit, load at start
+    res = Results("livedoor")                                 # machine, command line, commit, load at start
     times = alternate({"kit": run_kit, "plain": run_plain}, rounds=5, warmup=1)
     res.add("fine_tune", times)                               # median / min / max / all runs per variant
     res.write(markdown_lines)                                 # results/livedoor.json + results/livedoor.md
@@ -10,7 +10,8 @@
 `alternate` runs the variants A B A B ... (a warm-up round first, not counted), so a slow minute on the
 machine hits every variant alike; figures are the median of the rounds, with min and max beside it.
 The load average is recorded at the start and at the end: on 2 cores a second busy process slows a
-training loop 5-10x (NOTES.md), so benchmarks are run alone, and a load above `BUSY_LOAD` at the start
+training loop several times over (a tiny BART epoch: 2.4 minutes alone, 16.7 beside another busy process;
+lib/coursekit/harness/threads.py), so benchmarks are run alone, and a load above `BUSY_LOAD` at the start
 is printed as a warning and written into the results file.
 """
 from __future__ import annotations
@@ -65,14 +66,17 @@ def alternate(variants: dict[str, Callable[[], object]], rounds: int = 5, warmup
             for name in variants}
 
 
-def commit() -> str:
+def commit(*paths: str) -> str:
+    """The kit's commit (short hash), with "+changes" when tracked files differ from it: any file, or
+    only those under `paths` (e.g. "notebooks", "lib"); "unknown" outside a git checkout."""
     try:
         out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
                              text=True, timeout=10)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", *paths], cwd=ROOT,
                                capture_output=True, text=True, timeout=10).stdout.strip()
-        return out.stdout.strip() + ("+changes" if dirty else "") if out.returncode == 0 else "unknown"
-    except OSError:
+        return out.stdout.strip() + ("+changes" if dirty else "") if out.returncode == 0 and out.stdout.strip() \
+            else "unknown"
+    except (OSError, subprocess.SubprocessError):
         return "unknown"
 
 
@@ -132,7 +136,7 @@ class Results:
                 self.data["measured_by"][key] = by if isinstance(by, dict) else self._run(old)
         if start[0] > BUSY_LOAD:
             print(f"warning: load average {start[0]} at the start: the machine is not idle; "
-                  "benchmark alone (NOTES.md)", file=sys.stderr)
+                  "run benchmarks alone", file=sys.stderr)
 
     @staticmethod
     def _run(d: dict) -> dict:

@@ -7,7 +7,6 @@ import json
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -16,6 +15,8 @@ from html.parser import HTMLParser
 
 import nbformat
 import pytest
+
+from coursekit.lessons.dataparallel import free_port
 
 from .conftest import NOTEBOOKS
 
@@ -35,12 +36,6 @@ class ClassCounter(HTMLParser):
         for key, value in attrs:
             if key == "class" and value:
                 self.classes.update(value.split())
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def api(base: str, path: str, token: str, method: str = "GET"):
