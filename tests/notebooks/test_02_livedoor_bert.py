@@ -146,7 +146,7 @@ def test_notebook_02_mirrored_strategy_on_two_logical_cpus(sample_corpus, runs_d
     assert m["global_batch"] == 16 and m["total_steps"] == 7 * 6   # 8 per replica x 2: as 1 x 16 above
     assert 0.5 <= m["accuracy"] <= 1.0 and m["reload_same_predictions"] is True
     html = result.html.read_text(encoding="utf-8")
-    assert "global batch 16 = 8 per replica x 2 replica(s)" in html and "MirroredStrategy: 2 replica(s)" in html
+    assert "グローバルバッチ 16 = レプリカあたり 8 × レプリカ 2 個" in html and "分散の戦略: MirroredStrategy、レプリカ 2 個" in html
 
 
 def test_notebook_02_single_device_uses_the_default_strategy_and_shows_the_scope():
