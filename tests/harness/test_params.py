@@ -74,6 +74,17 @@ def test_the_cell_must_hold_plain_literals(tmp_path):
         params.declared(bad)
 
 
+def test_a_syntax_error_in_the_cell_names_the_notebook_and_the_line(tmp_path, runs_dir):
+    from ..conftest import coursekit_cli
+
+    bad = write_notebook(tmp_path / "typo.ipynb", 'profile = "full"\nsteps = 10 +  # optimizer steps', "pass")
+    with pytest.raises(ParameterError, match=r"typo.ipynb parameters cell, line 2: syntax error: .*steps = 10 \+"):
+        params.resolve(bad)
+    proc = coursekit_cli("run", str(bad))   # what `run` and `submit` both call: one message, no traceback
+    assert proc.returncode == 2 and "typo.ipynb parameters cell, line 2: syntax error" in proc.stderr
+    assert "Traceback" not in proc.stderr and "2 行目が Python として読めません" in proc.stderr
+
+
 @pytest.mark.parametrize("text,expected", [("true", True), ("0", False), ("No", False), ("YES", True)])
 def test_command_line_strings_are_converted(text, expected):
     assert params.coerce("flag", text, bool) is expected

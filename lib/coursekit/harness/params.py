@@ -72,8 +72,15 @@ def _cell_source(notebook: Path) -> str:
 def parse_cell(source: str, where: str = "parameters cell") -> dict[str, Parameter]:
     """Every `name = literal  # comment` line of a parameters cell, in order.
 
-    Anything else (a computed value, a call) is refused: the cell must show plain values."""
-    tree = ast.parse(source)
+    Anything else (a computed value, a call) is refused: the cell must show plain values; a syntax
+    error is a ParameterError naming `where` and the line."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError as exc:
+        text = (exc.text or "").strip()
+        raise ParameterError(f"{where}, line {exc.lineno}: syntax error: {exc.msg}" + (f": {text}" if text else "")
+                             + f" / パラメータのセルの {exc.lineno} 行目が Python として読めません({exc.msg})"
+                             ) from None
     lines = source.splitlines()
     out: dict[str, Parameter] = {}
     for node in tree.body:

@@ -61,7 +61,7 @@ def _value(v: Any) -> str | None:
 class Progress:
     """Throttled one-line progress reports: `update(done)` prints at most every `every` seconds
     (the first update at once), `finish(done)` always prints. The rate (and the time left) counts
-    from the start, or from `done` given to `restart` (a resumed training)."""
+    the steps after `base_done` (0; a resumed training sets the step it resumed at)."""
 
     def __init__(self, what: str, total: int | None = None, every: float | None = None, unit: str = "step",
                  stream: TextIO | None = None, clock: Callable[[], float] = time.monotonic):
@@ -69,13 +69,9 @@ class Progress:
         self.every = interval(every)
         self.stream, self.clock = stream, clock
         self.started = clock()
-        self.base_done, self.base_time = 0, self.started
+        self.base_done = 0
         self.last_print: float | None = None
         self.lines = 0
-
-    def restart(self, done: int) -> None:
-        """Count the rate from `done` steps, now (steps before it were done by an earlier attempt)."""
-        self.base_done, self.base_time = done, self.clock()
 
     def line(self, done: int, now: float | None = None, **values: Any) -> str:
         now = self.clock() if now is None else now
@@ -84,7 +80,7 @@ class Progress:
             head += f"/{self.total} ({100 * done / self.total:.0f}%)"
         shown = [f"{k} {s}" for k, v in values.items() if v is not None and (s := _value(v)) is not None]
         text = " ".join([head, *shown]) + f" | {_duration(now - self.started)} elapsed (経過)"
-        rate_steps, rate_time = done - self.base_done, now - self.base_time
+        rate_steps, rate_time = done - self.base_done, now - self.started
         if self.total and done < self.total and rate_steps > 0 and rate_time > 0:
             text += f", ~{_duration((self.total - done) * rate_time / rate_steps)} left (残り)"
         return text
