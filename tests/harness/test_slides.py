@@ -192,3 +192,59 @@ def test_pdf_first_page_is_not_blank(exported):
             gray = Image.open(image).convert("L")
             assert ImageStat.Stat(gray).stddev[0] > 5, f"{image.name} is blank"
             assert gray.getextrema()[0] < 100, f"{image.name} has no dark text"
+
+
+# ----------------------------------------------------------------------------- speaker notes
+# Marp's presenter notes are the HTML comments of a slide that are not directives (`<!-- _class: lead -->`).
+DIRECTIVE_COMMENT = re.compile(r"^\s*(?:_?[A-Za-z][\w-]*\s*:[^\n]*\s*)+$")
+
+
+def deck_slides(text: str) -> list[str]:
+    """A deck's slides as Marp splits them: at `---` lines after the front matter, outside code fences."""
+    lines = text.split("\n")
+    body = lines[lines.index("---", 1) + 1:]
+    slides, current, fence = [], [], False
+    for line in body:
+        if line.startswith("```"):
+            fence = not fence
+        if line.strip() == "---" and not fence:
+            slides.append("\n".join(current))
+            current = []
+        else:
+            current.append(line)
+    return slides + ["\n".join(current)]
+
+
+def presenter_notes(slide: str) -> list[str]:
+    outside_code = re.sub(r"^```.*?^```", "", slide, flags=re.S | re.M)
+    return [c.strip() for c in re.findall(r"<!--(.*?)-->", outside_code, re.S) if not DIRECTIVE_COMMENT.match(c)]
+
+
+def test_the_note_finder_tells_notes_from_directives():
+    slides = deck_slides("---\nmarp: true\n---\n\n<!-- _class: lead -->\n# A\n\n<!--\n【話す】a\n【時間】1 分\n-->\n\n---\n\n"
+                         "## B\n\n```bash\n<!-- in code -->\n---\n```\n<!-- paginate: false -->\n")
+    assert len(slides) == 2
+    assert presenter_notes(slides[0]) == ["【話す】a\n【時間】1 分"]
+    assert presenter_notes(slides[1]) == []
+
+
+def test_every_slide_has_a_presenter_note_with_its_timing():
+    """Each slide of each deck carries a note for the speaker: what to say and show, and how long (N 分)."""
+    missing = []
+    for deck in slides.deck_files():
+        for i, slide in enumerate(deck_slides(deck.read_text(encoding="utf-8")), 1):
+            notes = presenter_notes(slide)
+            if not notes or not re.search(r"\d+(?:\.\d+)? 分", "\n".join(notes)):
+                heading = next((l for l in slide.splitlines() if l.startswith("#")), "?")
+                missing.append(f"{deck.name} slide {i} ({heading})")
+    assert not missing, "slides without a presenter note (<!-- ... N 分 -->): " + "; ".join(missing)
+
+
+def test_marp_shows_every_slides_note_in_the_presenter_view(exported):
+    """In the exported HTML every slide has its note (bespoke's presenter view shows them)."""
+    out, rendered, results = exported
+    for html in results["html"]:
+        text = html.read_text(encoding="utf-8")
+        pages = len(re.findall(r'<section\b[^>]*\bid="\d+"', text))
+        noted = {int(i) for i in re.findall(r'class="bespoke-marp-note" data-index="(\d+)"', text)}
+        assert pages > 0 and noted == set(range(pages)), f"{html.name}: notes on {sorted(noted)} of {pages} slides"
