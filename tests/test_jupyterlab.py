@@ -109,3 +109,27 @@ def test_notebook_opens_in_jupyterlab(lab, notebook):
     assert sessions, f"no kernel session for {notebook.name}"
     assert sessions[0]["kernel"]["name"] == "python3"
     assert sessions[0]["kernel"]["execution_state"] != "dead"
+
+
+def test_a_tiny_copy_from_coursekit_open_opens_with_its_values(lab):
+    """The copy a student opens in the live session (sbatch/jupyter.sbatch, `coursekit open`): all the lesson's
+    cells plus the injected one with the tiny values, right under the parameters cell, in a python3 kernel."""
+    from coursekit.harness import workcopy
+
+    base, token, home = lab
+    notebook = NOTEBOOKS / "02_livedoor_bert.ipynb"
+    copy, written = workcopy.write_copy(notebook, "tiny", to=home / "notebooks" / "work")
+    assert written
+    url = f"{base}/lab/tree/work/{copy.name}?reset&token={token}"
+    proc = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu",
+                           f"--user-data-dir={home / 'chromium-copy'}", "--virtual-time-budget=30000",
+                           "--dump-dom", url], capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    dom = ClassCounter()
+    dom.feed(proc.stdout)
+    cells = nbformat.read(str(notebook), as_version=4).cells
+    assert dom.classes["jp-NotebookPanel"] == 1 and dom.classes["jp-Dialog"] == 0
+    assert dom.classes["jp-Cell"] == len(cells) + 1, "the lesson's cells and the injected one"
+    assert "プロファイル tiny の値です" in proc.stdout, "the injected cell says what it is"
+    sessions = [s for s in api(base, "/api/sessions", token) if s["path"] == f"work/{copy.name}"]
+    assert sessions and sessions[0]["kernel"]["name"] == "python3"
