@@ -79,7 +79,7 @@ def test_a_second_run_with_the_same_checkpoint_dir_resumes(runs_dir, tmp_path):
     assert (checkpoints / "checkpoint-40").is_dir()
     assert (checkpoints / "tokenizer" / "spiece.model").read_bytes() == vocab, "the same vocabulary"
     executed = (folder / "03_bart_translation.ipynb").read_text(encoding="utf-8")
-    assert "resuming from" in executed and "checkpoint-20 (step 20)" in executed
+    assert "checkpoint-20 から再開します(ステップ 20)" in executed
     # one continuous history: the first run's steps, then the second's, each step once
     steps = [p["step"] for p in metrics(folder)["curves"]["loss"] if "loss" in p]
     assert steps[0] == 1 and steps[-1] == 40 and steps == sorted(set(steps))
