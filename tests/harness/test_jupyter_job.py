@@ -149,3 +149,19 @@ def test_the_login_tunnel_binds_the_nodes_address(tmp_path):
         proc.terminate()           # SIGTERM, as scancel sends it: the script stops JupyterLab
         proc.wait(timeout=60)
     assert "JupyterLab stopped" in (tmp_path / "out.log").read_text()
+
+
+def test_submit_checks_the_jupyter_jobs_arguments_as_open_would(tmp_path):
+    """`coursekit submit sbatch/jupyter.sbatch ARGS` refuses what the job's `coursekit open ARGS` would refuse."""
+    from coursekit.harness import slurm
+
+    ok = slurm.submit(SCRIPT, ["notebooks/00_gpu_check.ipynb", "--profile", "tiny"], container="none",
+                      workdir=tmp_path, dry_run=True)
+    assert ok is None and (tmp_path / "logs").is_dir()
+    slurm.submit(SCRIPT, ["--profile", "tiny"], container="none", workdir=tmp_path, dry_run=True)
+    for args, message in ((["notebooks/00_gpu_check.ipynb", "--profile", "tiny", "-p", "matmul_sise", "3"],
+                           "coursekit open: error: unknown parameter 'matmul_sise'"),
+                          (["--profil", "tiny"], "coursekit open: error: unrecognized arguments: --profil"),
+                          (["notebooks/99_none.ipynb"], "notebook not found")):
+        with pytest.raises(slurm.SubmitError, match=re.escape(message)):
+            slurm.submit(SCRIPT, args, container="none", workdir=tmp_path, dry_run=True)

@@ -21,7 +21,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from . import runner, sweep
+from . import runner, sweep, workcopy
 from .params import ParameterError
 from .runs import RunFolderError, project_root
 
@@ -105,6 +105,13 @@ def check_job_arguments(script: Path, args: list[str], kit: Path) -> tuple[Path 
     every combination of a sweep's grid), before sbatch. Returns (notebook, number of runs); raises
     SubmitError with the message the job would print."""
     command, argv = job_command(script, args)
+    if command == "open":  # sbatch/jupyter.sbatch: the job gives its arguments to `coursekit open`
+        try:
+            workcopy.check_command_line(argv, cwd=kit)
+        except (workcopy.OpenError, ParameterError) as exc:
+            raise SubmitError(f"the job would stop with: coursekit open: error: {exc} / "
+                              "ジョブがこのエラーで止まります") from None
+        return None, 1
     try:
         lines = sweep.runner_command_lines(argv) if command == "sweep" else [argv]
         for line in lines:  # relations may break only in one combination

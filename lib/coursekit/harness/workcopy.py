@@ -188,10 +188,11 @@ def build_parser():
     return parser
 
 
-def check_command_line(argv: list[str]) -> list[tuple[Path, Path, dict[str, Any]]]:
-    """Everything `open ARGV` checks, without writing: [(notebook, copy, injected values)]. Raises OpenError
-    (also for a usage error) or ParameterError with the message `open` would print; for `coursekit submit`
-    of sbatch/jupyter.sbatch, whose arguments go to `open`."""
+def check_command_line(argv: list[str], cwd: Path | None = None) -> list[tuple[Path, Path, dict[str, Any]]]:
+    """Everything `open ARGV` checks, typed in `cwd` (default: here), without writing: [(notebook, copy,
+    injected values)]. Raises OpenError (also for a usage error) or ParameterError with the message `open`
+    would print; for `coursekit submit` of sbatch/jupyter.sbatch, whose job gives its arguments to `open`
+    in the kit's folder."""
     import contextlib
     import io
 
@@ -200,8 +201,10 @@ def check_command_line(argv: list[str]) -> list[tuple[Path, Path, dict[str, Any]
         with contextlib.redirect_stderr(err):
             args = build_parser().parse_args(argv)
     except SystemExit:
-        raise OpenError(err.getvalue().strip().splitlines()[-1] if err.getvalue().strip() else "usage") from None
-    return _plans(args)
+        last = err.getvalue().strip().splitlines()[-1] if err.getvalue().strip() else "usage"
+        raise OpenError(last.split("error: ", 1)[-1]) from None
+    with contextlib.chdir(cwd or Path.cwd()):
+        return _plans(args)
 
 
 def _plans(args) -> list[tuple[Path, Path, dict[str, Any]]]:
