@@ -2,16 +2,20 @@
 
     .venv/bin/python benchmarks/livedoor.py [--data-dir ../shared/data/livedoor/text] [--rounds 5]
 
+Notebook 02's own code is what runs: its cells, by cell id (SETUP_CELLS, MODEL_CELLS, FIT_CELLS below),
+are executed here on its tiny profile, so the model, the warm-up schedule and the fit call measured are the
+notebook's (tests/test_benchmarks.py checks that the cells still run this way).
+
 Writes benchmarks/results/livedoor.json, livedoor.md and livedoor_tiny_metrics.json. Every time is the
 median of `--rounds` runs after a warm-up round, the variants alternated (benchmarks/measure.py):
 1. fine-tuning, inside a Jupyter kernel (papermill) as notebook 02 runs: notebook 02's training call
-   (`model.fit` on a tf.data dataset of the pre-padded arrays, autotuner off, with its EarlyStopping
-   and progress callbacks and validation) against plain `model.fit` on the numpy arrays, and against
-   the same call with tf.data's autotuner on (`prefetch(tf.data.AUTOTUNE)`, the notebook before);
-   same tiny BERT, data and optimizer, one epoch each. Recorded per run: the training time (to
+   (its callbacks and fit cells: `model.fit` on a tf.data dataset of the pre-padded arrays, autotuner off,
+   EarlyStopping, progress lines, validation) against plain `model.fit` on the numpy arrays, and against
+   the same fit cell with tf.data's autotuner on (`prefetch(tf.data.AUTOTUNE)`, the notebook before);
+   a fresh model from the notebook's cells each run, one epoch each. Recorded per run: the training time (to
    `on_train_end`; the ratio is what the kit's path costs over plain Keras) and the wait until `fit`
    returns (the epoch's iterator is destroyed; with the autotuner on it waits for the autotuner's thread);
-2. prediction: notebook 02's batched path (SentencePiece for all texts at once, `model.predict`)
+2. prediction: notebook 02's batched path (its `to_inputs`: SentencePiece for all texts at once; `model.predict`)
    against one document at a time (one tokenizer and one model call per article, as the original
    workshop script did);
 3. the TF-IDF + LinearSVC baseline on all 7,367 articles (same split as the notebook);
@@ -21,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import sys
 import tempfile
@@ -32,106 +35,111 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")  # keras-bert needs Keras 2: b
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from measure import RESULTS, ROOT, Results, alternate, copy_portable, portable, summary  # noqa: E402
 
-from coursekit.harness import params, progress  # noqa: E402
-from coursekit.lessons import baseline, kerasbert, livedoor  # noqa: E402
+from coursekit.harness import params  # noqa: E402
+from coursekit.lessons import baseline, livedoor  # noqa: E402
 
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "livedoor" / "text"
 NOTEBOOK = ROOT / "notebooks" / "02_livedoor_bert.ipynb"
 
 
-def tiny_setup(corpus, cfg: dict, tmp: Path) -> dict:
-    """Notebook 02's tiny profile up to the training call: subset, split, tiny BERT files, padded arrays."""
-    import numpy as np
+# Notebook 02's own code cells (by cell id), executed here: the benchmark times the notebook's code, not a copy.
+SETUP_CELLS = ("nb02-03", "nb02-03-strategy", "nb02-05", "nb02-09", "nb02-13", "nb02-15")  # imports ... tokens
+MODEL_CELLS = ("nb02-17", "nb02-19", "nb02-19-compile")   # keras-bert model, warm-up schedule, compile
+FIT_CELLS = ("nb02-21", "nb02-21-fit")                    # callbacks; the tf.data pipeline and model.fit
+
+
+def notebook_cells(*ids: str) -> list[tuple[str, str]]:
+    """(id, source) of notebook 02's code cells `ids`, in the order asked; a KeyError names an id the
+    notebook no longer has."""
+    import nbformat
+
+    cells = {c.get("id"): c.source for c in nbformat.read(str(NOTEBOOK), as_version=4).cells
+             if c.cell_type == "code"}
+    missing = [i for i in ids if i not in cells]
+    if missing:
+        raise KeyError(f"{NOTEBOOK.name} has no code cell {missing}: update the cell ids in benchmarks/livedoor.py")
+    return [(i, cells[i]) for i in ids]
+
+
+def run_cells(ns: dict, cells: list[tuple[str, str]]) -> dict:
+    """Execute notebook cells in the namespace `ns`, in order, as the notebook's kernel does."""
+    for cell_id, source in cells:
+        exec(compile(source, f"{NOTEBOOK.name} cell {cell_id}", "exec"), ns)
+    return ns
+
+
+def tiny_setup(data_dir: Path, tmp: Path, **overrides) -> dict:
+    """Notebook 02 on its tiny profile (and `overrides`) up to the model: its own cells from the imports to
+    the padded arrays, in a fresh namespace; the run record they write goes to tmp/run."""
+    from coursekit.contracts import RUN_DIR_ENV
+    from coursekit.harness.runner import kernel_env
+
+    ns = {**params.resolve(NOTEBOOK, "tiny", {"data_dir": str(data_dir), **overrides}), "__name__": "__main__"}
+    (tmp / "run").mkdir(parents=True, exist_ok=True)
+    with kernel_env({RUN_DIR_ENV: str(tmp / "run")}):
+        return run_cells(ns, notebook_cells(*SETUP_CELLS))
+
+
+def new_model(ns: dict):
+    """Notebook 02's model and optimizer, built by its own cells (keras-bert encoder, [CLS] head, Adam with
+    its warm-up + linear decay schedule); returns the compiled model (also ns["model"])."""
+    return run_cells(ns, notebook_cells(*MODEL_CELLS))["model"]
+
+
+def _replace_once(text: str, old: str, new: str) -> str:
+    if text.count(old) != 1:
+        raise ValueError(f"notebook 02's fit cell no longer holds {old!r} once: update benchmarks/livedoor.py")
+    return text.replace(old, new)
+
+
+def fine_tune(ns: dict, rounds: int) -> dict:
+    """One epoch of notebook 02's fit call (its own callbacks and fit cells) against plain model.fit on the
+    same arrays (and against the same fit cell with tf.data's autotuner on, as the notebook had it before),
+    alternated; every run builds a fresh model with the notebook's cells (`ns`: tiny_setup's, epochs=1).
+    Each run records the time to the
+    end of training (`on_train_end`) and the wait from there until `fit` returns (the epoch's iterator is
+    destroyed: with the autotuner on, that waits for its thread)."""
     import tensorflow as tf
 
-    subset = livedoor.balanced_subset(corpus, cfg["per_category"], seed=cfg["seed"])
-    train, val, test = livedoor.split(subset, cfg["val_fraction"], cfg["test_fraction"], seed=cfg["seed"])
-    files = kerasbert.prepare_model(tmp / "bert", train.texts, vocab_size=cfg["vocab_size"],
-                                    seq_len=cfg["seq_len"], seed=cfg["seed"])
-    encoder = kerasbert.SentencePieceEncoder(files["spm_model"], seq_len=cfg["seq_len"])
-
-    def pad(texts):
-        ids = encoder.ids(texts)
-        tokens = tf.keras.utils.pad_sequences(ids, maxlen=cfg["seq_len"], dtype="int32", padding="post", value=0)
-        return [tokens, np.zeros_like(tokens)], ids
-
-    (train_x, ids), (val_x, _), (test_x, _) = pad(train.texts), pad(val.texts), pad(test.texts)
-    full = float(np.mean([len(r) >= cfg["seq_len"] for r in ids]))
-    return {"files": files, "encoder": encoder, "train_x": train_x, "val_x": val_x, "test_x": test_x,
-            "train_y": np.array(train.labels, dtype="int32"), "val_y": np.array(val.labels, dtype="int32"),
-            "n_labels": len(subset.label_names), "test_texts": test.texts, "rows_filling_seq_len": full}
-
-
-def new_model(s: dict, cfg: dict):
-    """Notebook 02's model and optimizer (keras-bert encoder, [CLS] head, Adam with warm-up + decay)."""
-    import keras_bert
-    import tensorflow as tf
-
-    tf.keras.utils.set_random_seed(cfg["seed"])
-    bert = keras_bert.load_trained_model_from_checkpoint(str(s["files"]["config"]), str(s["files"]["checkpoint"]),
-                                                         training=False, trainable=True, seq_len=cfg["seq_len"])
-    cls = keras_bert.layers.Extract(index=0, name="CLS")(bert.output)
-    cls = tf.keras.layers.Dropout(0.1)(cls)
-    out = tf.keras.layers.Dense(s["n_labels"], activation="softmax")(cls)
-    model = tf.keras.Model(inputs=bert.inputs, outputs=out)
-    steps = math.ceil(len(s["train_y"]) / cfg["batch_size"])
-    schedule = tf.keras.optimizers.schedules.PolynomialDecay(cfg["learning_rate"], steps, 0.0)
-    model.compile(optimizer=tf.keras.optimizers.Adam(learning_rate=schedule),
-                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    return model
-
-
-def fine_tune(corpus, cfg: dict, rounds: int, tmp: Path) -> dict:
-    """One epoch of notebook 02's fit call against plain model.fit on the same arrays (and against the
-    same fit call with tf.data's autotuner on, as the notebook had it before), alternated. Each run
-    records the time to the end of training (`on_train_end`) and the wait from there until `fit`
-    returns (the epoch's iterator is destroyed: with the autotuner on, that waits for its thread)."""
-    import tensorflow as tf
-
-    s = tiny_setup(corpus, cfg, tmp)
+    callbacks_cell, fit_cell = notebook_cells(*FIT_CELLS)
+    before = (fit_cell[0], _replace_once(_replace_once(fit_cell[1], "no_autotune.autotune.enabled = False",
+                                                       "no_autotune.autotune.enabled = True"),
+                                         ".prefetch(2)", ".prefetch(tf.data.AUTOTUNE)"))
 
     class Ended(tf.keras.callbacks.Callback):
         def on_train_end(self, logs=None):
             self.at = time.perf_counter()
 
     def timed(fit):
-        model, ended = new_model(s, cfg), Ended()
+        model, ended = new_model(ns), Ended()
         t0 = time.perf_counter()
         fit(model, ended)
         t1 = time.perf_counter()
         return {"fit_s": t1 - t0, "train_s": ended.at - t0, "wait_after_training_s": t1 - ended.at}
 
-    def notebook_fit(autotune: bool):
-        def fit(model, ended):  # as notebook 02's fine-tune cell
-            early = tf.keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max", patience=cfg["patience"],
-                                                     restore_best_weights=True)
-            options = tf.data.Options()
-            options.autotune.enabled = autotune
-            train_ds = (tf.data.Dataset.from_tensor_slices(((s["train_x"][0], s["train_x"][1]), s["train_y"]))
-                        .shuffle(len(s["train_y"]), seed=cfg["seed"]).batch(cfg["batch_size"])
-                        .prefetch(tf.data.AUTOTUNE if autotune else 2).with_options(options))
-            val_ds = (tf.data.Dataset.from_tensor_slices(((s["val_x"][0], s["val_x"][1]), s["val_y"]))
-                      .batch(cfg["batch_size"]).with_options(options))
-            model.fit(train_ds, validation_data=val_ds, epochs=1, verbose=2,
-                      callbacks=[early, progress.KerasProgress("fine-tune"), ended])
+    def notebook_fit(cell):
+        def fit(model, ended):  # notebook 02's callbacks cell, then its fit cell with `ended` among the callbacks
+            run_cells(ns, [callbacks_cell])
+            ns["callbacks"].append(ended)
+            run_cells(ns, [cell])
         return lambda: timed(fit)
 
     def plain():
         return timed(lambda model, ended: model.fit(
-            s["train_x"], s["train_y"], validation_data=(s["val_x"], s["val_y"]), epochs=1,
-            batch_size=cfg["batch_size"], shuffle=True, verbose=0, callbacks=[ended]))
+            ns["train_x"], ns["train_y"], validation_data=(ns["val_x"], ns["val_y"]), epochs=1,
+            batch_size=ns["global_batch"], shuffle=True, verbose=0, callbacks=[ended]))
 
-    times = alternate({"kit": notebook_fit(False), "plain": plain, "kit_autotune": notebook_fit(True)},
+    times = alternate({"kit": notebook_fit(fit_cell), "plain": plain, "kit_autotune": notebook_fit(before)},
                       rounds=rounds)
 
     def per_run(key):  # median, min and max of one figure of each run, per variant
         return {name: summary([r[key] for r in t["extra"]]) for name, t in times.items()}
 
     train = per_run("train_s")
-    return {"rows": len(s["train_y"]), "seq_len": cfg["seq_len"], "batch_size": cfg["batch_size"],
-            "rows_filling_seq_len": round(s["rows_filling_seq_len"], 3), "times": times,
+    return {"rows": len(ns["train_y"]), "seq_len": ns["seq_len"], "batch_size": ns["global_batch"],
+            "rows_filling_seq_len": round(ns["truncated"], 3), "times": times,
             "train_s": train, "wait_after_training_s": per_run("wait_after_training_s"),
-            "ratio_kit_over_plain": round(train["kit"]["median_s"] / train["plain"]["median_s"], 3)}, s
+            "ratio_kit_over_plain": round(train["kit"]["median_s"] / train["plain"]["median_s"], 3)}
 
 
 KERNEL_CELL = """\
@@ -141,10 +149,7 @@ os.environ["TF_USE_LEGACY_KERAS"] = "1"
 spec = importlib.util.spec_from_file_location("livedoor_benchmark", {script!r})
 bench = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(bench)
-from coursekit.harness import params
-from coursekit.lessons import livedoor
-cfg = params.resolve(bench.NOTEBOOK, "tiny")
-figures, _ = bench.fine_tune(livedoor.load_corpus(Path({data!r})), cfg, {rounds}, Path({tmp!r}))
+figures = bench.fine_tune(bench.tiny_setup(Path({data!r}), Path({tmp!r}), epochs=1), {rounds})
 Path({out!r}).write_text(json.dumps(figures))
 """
 
@@ -170,30 +175,24 @@ def fine_tune_in_kernel(data_dir: Path, rounds: int, tmp: Path) -> dict:
     return json.loads(out.read_text())
 
 
-def prediction(s: dict, docs: int, loop_docs: int, batch_size: int, rounds: int, cfg: dict) -> dict:
+def prediction(ns: dict, docs: int, loop_docs: int, batch_size: int, rounds: int) -> dict:
+    """Notebook 02's batched prediction (its `to_inputs`, `model.predict`) against one article at a time."""
     import numpy as np
-    import tensorflow as tf
 
-    model = new_model(s, cfg)
-    encoder, seq_len = s["encoder"], cfg["seq_len"]
-
-    def inputs(texts):  # as notebook 02: token ids padded with 0 to seq_len, segment ids 0
-        tokens = tf.keras.utils.pad_sequences(encoder.ids(texts), maxlen=seq_len, dtype="int32",
-                                              padding="post", value=0)
-        return [tokens, np.zeros_like(tokens)]
-
-    texts = (s["test_texts"] * (docs // len(s["test_texts"]) + 1))[:docs]
+    model, to_inputs = new_model(ns), ns["to_inputs"]
+    test_texts = ns["test"].texts
+    texts = (test_texts * (docs // len(test_texts) + 1))[:docs]
     out = {}
 
     def batched():
-        out["batched"] = model.predict(inputs(texts), batch_size=batch_size, verbose=0)
+        out["batched"] = model.predict(to_inputs(texts), batch_size=batch_size, verbose=0)
 
     def one_by_one():
-        out["single"] = np.concatenate([np.asarray(model.predict_on_batch(inputs([t]))) for t in texts[:loop_docs]])
+        out["single"] = np.concatenate([np.asarray(model.predict_on_batch(to_inputs([t]))) for t in texts[:loop_docs]])
 
     times = alternate({"batched": batched, "one_by_one": one_by_one}, rounds=rounds)
     per_s = {"batched": docs / times["batched"]["median_s"], "one_by_one": loop_docs / times["one_by_one"]["median_s"]}
-    return {"seq_len": seq_len, "batch_size": batch_size, "docs_batched": docs, "docs_one_by_one": loop_docs,
+    return {"seq_len": ns["seq_len"], "batch_size": batch_size, "docs_batched": docs, "docs_one_by_one": loop_docs,
             "times": times, "docs_per_s": {k: round(v, 1) for k, v in per_s.items()},
             "ratio": round(per_s["batched"] / per_s["one_by_one"], 2),
             "max_abs_difference": float(abs(out["batched"][:loop_docs] - out["single"]).max())}
@@ -314,10 +313,8 @@ def main(argv=None) -> int:
     if not data.is_dir():
         print(f"livedoor corpus not found at {data}: {livedoor.DOWNLOAD_HINT}", file=sys.stderr)
         return 2
-    cfg = params.resolve(NOTEBOOK, "tiny")
     res = Results("livedoor", args.out, keep=set(args.only) != set(ap.get_default("only")))
     res.add("data", portable(str(data)))
-    corpus = livedoor.load_corpus(data)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         if "fine_tune" in args.only:
@@ -326,11 +323,11 @@ def main(argv=None) -> int:
             waits = {k: v["median_s"] for k, v in t["wait_after_training_s"].items()}
             print(f"fine-tune: kit/plain {t['ratio_kit_over_plain']:.2f}x; waits after training {waits}", flush=True)
         if "prediction" in args.only:
-            e = prediction(tiny_setup(corpus, cfg, tmp / "prediction"), args.docs, args.loop_docs, 64, args.rounds, cfg)
+            e = prediction(tiny_setup(data, tmp / "prediction"), args.docs, args.loop_docs, 64, args.rounds)
             res.add("prediction", e)
             print(f"prediction: batched {e['ratio']}x one by one", flush=True)
         if "baseline" in args.only:
-            res.add("baseline_all_articles", baseline_full(corpus, args.rounds))
+            res.add("baseline_all_articles", baseline_full(livedoor.load_corpus(data), args.rounds))
         if "notebook" in args.only:
             n = tiny_notebook(data, args.rounds, tmp)
             res.add("tiny_notebook", n)

@@ -113,3 +113,38 @@ def test_results_kept_from_an_earlier_run_name_that_run(tmp_path):
     assert third.data["measured_by"]["b"]["commit"] == second.data["commit"]
     third.data["load_average_end"] = [0.5, 0.5, 0.5]
     assert "Figures kept from an earlier run" in "\n".join(third.header("demo"))
+
+
+def load_livedoor():
+    spec = importlib.util.spec_from_file_location("bench_livedoor", ROOT / "benchmarks" / "livedoor.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.notebook
+def test_the_livedoor_benchmark_times_notebook_02s_own_cells(tmp_path):
+    """benchmarks/livedoor.py runs notebook 02's own cells (by cell id) on a generated corpus: its model, its
+    warm-up schedule, its compile and fit cells; kerasbert.build_classifier (notebook 04's loading check) builds
+    the same model as notebook 02's model cell."""
+    from coursekit.lessons import kerasbert  # first: it asks for Keras 2 (TF_USE_LEGACY_KERAS) before keras-bert loads
+
+    from .corpora import write_sample_corpus
+
+    pytest.importorskip("keras_bert")
+
+    bench = load_livedoor()
+    text = write_sample_corpus(tmp_path / "text", per_category=12)
+    ns = bench.tiny_setup(text, tmp_path, epochs=1, seq_len=32)
+    model = bench.new_model(ns)
+    schedule = model.optimizer.get_config()["learning_rate"]
+    assert schedule["class_name"] == "WarmupLinearDecay", "the notebook's own schedule class"
+    assert schedule["config"]["total_steps"] == -(-len(ns["train_y"]) // ns["global_batch"])
+    assert model.loss == "sparse_categorical_crossentropy" and model.output_shape == (None, 9)
+    same = kerasbert.build_classifier(ns["files"]["config"], ns["files"]["checkpoint"], 9, seq_len=32)
+    assert same.get_config()["layers"] == model.get_config()["layers"], "build_classifier drifted from notebook 02"
+
+    figures = bench.fine_tune(ns, rounds=1)
+    assert set(figures["train_s"]) == {"kit", "plain", "kit_autotune"} and figures["ratio_kit_over_plain"] > 0
+    assert figures["rows"] == len(ns["train_y"]) and figures["seq_len"] == 32
+    assert ns["history"].history["loss"], "the notebook's fit cell ran"

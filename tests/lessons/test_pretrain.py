@@ -178,13 +178,13 @@ def exported(sample_tokenizer, tmp_path_factory):
 def test_google_export_files_and_names(exported, tmp_path):
     import json
 
-    from coursekit.lessons import kerasbert
+    from .test_kerasbert import read_checkpoint
 
     paths = exported["paths"]
     assert paths["tf_checkpoint"].name == "bert_model.ckpt" and paths["spm_model"].is_file()
     config = json.loads(paths["tf_config"].read_text())
     assert config["hidden_act"] == "gelu" and config["vocab_size"] == 120 and config["num_hidden_layers"] == 1
-    weights = kerasbert.read_checkpoint(paths["tf_checkpoint"])
+    weights = read_checkpoint(paths["tf_checkpoint"])
     torch_kernel = exported["model"].bert.encoder.layer[0].attention.self.query.weight.detach().numpy()
     np.testing.assert_allclose(weights["bert/encoder/layer_0/attention/self/query/kernel"], torch_kernel.T)
     assert "cls/predictions/output_bias" in weights

@@ -125,14 +125,6 @@ def write_checkpoint(out_dir: str | Path, bert_config: dict,
     return prefix
 
 
-def read_checkpoint(prefix: str | Path) -> dict[str, np.ndarray]:
-    """Every variable of a checkpoint as numpy arrays (optimizer slots included when present)."""
-    import tensorflow as tf
-
-    reader = tf.train.load_checkpoint(str(prefix))
-    return {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()}
-
-
 def read_config(path: str | Path) -> dict:
     """A bert_config.json as a dict."""
     return json.loads(Path(path).read_text(encoding="utf-8"))
@@ -273,22 +265,14 @@ class SentencePieceEncoder:
         keep = self.seq_len - 2
         return [[self.cls_id, *p[:keep], self.sep_id] for p in pieces]
 
-    def encode(self, texts: Sequence[str]) -> list[np.ndarray]:
-        """[token_ids, segment_ids] (int32, padded with 0 to the longest text): keras-bert's two
-        inputs for a quick check on a few texts."""
-        rows = self.ids(texts)
-        tokens = np.zeros((len(rows), max(map(len, rows), default=0)), np.int32)
-        for k, row in enumerate(rows):
-            tokens[k, :len(row)] = row
-        return [tokens, np.zeros_like(tokens)]
-
 
 # ----------------------------------------------------------------------------- for notebook 04
 def build_classifier(config_path: str | Path, checkpoint: str | Path, num_labels: int,
                      dropout: float = 0.1, seq_len: int | None = None):
     """A keras-bert BERT from a Google-format checkpoint with a softmax head on the [CLS] vector (not
-    compiled). Notebook 04 uses it to check that its exported checkpoint loads; notebook 02 shows the
-    same steps in its own cells. `seq_len=None` accepts any length up to max_position_embeddings."""
+    compiled): the model notebook 02's model cell builds (tests/test_benchmarks.py fails when the two
+    differ). Notebook 04 uses it to check that its exported checkpoint loads. `seq_len=None` accepts any
+    length up to max_position_embeddings."""
     import warnings
 
     import tensorflow as tf
@@ -306,18 +290,3 @@ def build_classifier(config_path: str | Path, checkpoint: str | Path, num_labels
     cls = tf.keras.layers.Dropout(dropout, name="Classifier-Dropout")(cls)
     out = tf.keras.layers.Dense(num_labels, activation="softmax", name="Classifier")(cls)
     return tf.keras.models.Model(bert.inputs, out)
-
-
-def compile_classifier(model, learning_rate: float, total_steps: int, warmup_proportion: float = 0.1):
-    """Compile for a short check (notebook 04's tests): Adam with Keras's built-in warm-up + cosine
-    decay, sparse categorical cross-entropy, accuracy. Notebook 02 writes its own compile step."""
-    import tensorflow as tf
-
-    total_steps = max(1, int(total_steps))
-    warmup = int(total_steps * warmup_proportion)
-    schedule = tf.keras.optimizers.schedules.CosineDecay(
-        0.0, decay_steps=max(1, total_steps - warmup), warmup_target=float(learning_rate),
-        warmup_steps=warmup)
-    model.compile(optimizer=tf.keras.optimizers.Adam(schedule), loss="sparse_categorical_crossentropy",
-                  metrics=["accuracy"])
-    return model
