@@ -1,6 +1,6 @@
 # Reference solutions of the exercises (演習) of notebooks/06_multi_gpu.ipynb, for teachers and tests.
 # Each `# %% 演習 N` section is what a student writes into the answer cell; it runs in the notebook's
-# namespace, reads it and changes nothing but answer_N.
+# namespace (dataparallel, bert_base, ... are the notebook's), reads it and changes nothing but answer_N.
 # Run the notebook with `-p solutions True` to see every check say 正解です.
 # ruff: noqa: F821
 
@@ -11,8 +11,9 @@ answer_1 = 16 * (2 * 4) * 2  # per-process batch x processes (nodes x tasks per 
 answer_2 = 0.1 * 8192 / 256  # the linear scaling rule: k times the batch, k times the learning rate
 
 # %% 演習 3
-one_gpu, four_gpus = 17 * 60 + 20, 17 * 60 + 10
-answer_3 = (one_gpu / four_gpus) / 4  # scaling / 4: about 25%, three GPUs sat idle
+# a quarter of the compute per step, the same 440 MB of gradients to all-reduce: communication weighs more
+smaller_batch = {**bert_base, "compute_s": bert_base["compute_s"] / 4}
+answer_3 = dataparallel.expected_speedup(4, bandwidth_bytes_s=12e9, **smaller_batch)
 
 # %% 演習 4
 answer_4 = """
