@@ -188,6 +188,23 @@ def test_prebuilt_images_are_copied_or_linked(tmp_path):
     assert (tmp_path / "b/images/transformers.sif").resolve() == sandbox.resolve()
 
 
+def test_the_japanese_bert_comes_from_a_folder_downloaded_with_a_browser(sources, tmp_path):
+    """Google Drive has no plain URLs: without a mirror the instructor passes the browser's downloads."""
+    mirror, _ = sources
+    only_bert = ["--only", "full", "--no-images", *(a for n in ("livedoor", "alt", "bart-base", "wikipedia")
+                                                     for a in ("--skip", n))]
+    first = coursekit_cli("prepare", str(tmp_path / "shared"), *only_bert, env={download.MIRROR_ENV: ""})
+    assert first.returncode == 1 and "bert-japanese: NOT staged" in first.stdout
+    assert "--bert-japanese FOLDER" in first.stdout and prep.BERT_DRIVE in first.stdout
+    second = coursekit_cli("prepare", str(tmp_path / "shared"), *only_bert, "--bert-japanese", str(mirror),
+                           env={download.MIRROR_ENV: ""})
+    assert second.returncode == 0, second.stdout[-2000:]
+    folder = tmp_path / "shared" / kerasbert.SHARED_FOLDER
+    assert sorted(p.name for p in folder.iterdir() if not p.name.startswith(".")) == \
+        sorted([*BERT_FILES, kerasbert.CONFIG_NAME])
+    assert all((folder / n).read_bytes() == (mirror / n).read_bytes() for n in BERT_FILES)
+
+
 # ----------------------------------------------------------------------------- runs that never download
 def test_every_loader_reads_the_shared_folder_first_and_offline(prepared, tmp_path, monkeypatch):
     monkeypatch.setenv(download.SHARED_ENV, str(prepared))
