@@ -178,8 +178,12 @@ def unreachable(url: str, timeout: float = PROBE_TIMEOUT_S) -> str | None:
     import socket
     import threading
     from urllib.parse import urlsplit
+    from urllib.request import getproxies, proxy_bypass
 
     parts = urlsplit(url)
+    proxy = getproxies().get(parts.scheme.lower())
+    if proxy and not proxy_bypass(parts.hostname or ""):   # a login node behind a proxy: reach the proxy
+        parts = urlsplit(proxy if "://" in proxy else f"http://{proxy}")
     key = (parts.hostname or "", parts.port or {"http": 80, "ftp": 21}.get(parts.scheme.lower(), 443))
     if key not in _PROBED:
         answer = [f"no answer from {key[0]}:{key[1]} within {timeout:.0f} s"]
