@@ -27,5 +27,5 @@ answer_4 = """
    (固定しない pip install が TensorFlow を、イメージの CUDA と合わない別の版に置き換えた、など)。
 4. `PYTHONNOUSERSITE=1` か: `~/.local` の別の TensorFlow が読み込まれていないか(`tf.__file__` の場所)。
 5. PyTorch に GPU が見えているので、ドライバと `--nv` は問題ありません。直し方は、イメージの版を `==` で入れ直すか、
-   キットの `.def` からイメージを作り直すことです。
+   教材の `.def` からイメージを作り直すことです。
 """
