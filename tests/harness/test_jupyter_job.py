@@ -165,3 +165,41 @@ def test_submit_checks_the_jupyter_jobs_arguments_as_open_would(tmp_path):
                           (["notebooks/99_none.ipynb"], "notebook not found")):
         with pytest.raises(slurm.SubmitError, match=re.escape(message)):
             slurm.submit(SCRIPT, args, container="none", workdir=tmp_path, dry_run=True)
+
+
+def test_jupyterlab_job_runs_inside_the_image(images, workshop, tmp_path):
+    """The script's default: JupyterLab (and `coursekit open`) from inside the transformers image, whose Python
+    is the notebooks' kernel; the URL answers over loopback and the copy is there."""
+    runtime, image = images["transformers"]
+    (tmp_path / "logs").mkdir()
+    env = {**lab_env(workshop, tmp_path), "JUPYTER_ROOT": str(tmp_path), "CONTAINER": str(image),
+           "RUNTIME": runtime, "PYTHON": "python3"}
+    proc = subprocess.run(["sbatch", "--parsable", str(SCRIPT), "notebooks/04_bert_pretraining.ipynb", "--profile",
+                           "tiny", "--to", str(tmp_path / "work")], cwd=tmp_path, env=env, capture_output=True,
+                          text=True)
+    assert proc.returncode == 0, proc.stderr
+    job = proc.stdout.strip().split(";")[0]
+    log, err = tmp_path / f"logs/jupyter-{job}.log", tmp_path / f"logs/jupyter-{job}.err"
+    port = None
+    try:
+        def started() -> bool:
+            state = field(env, job, "JobState")
+            assert state in ("PENDING", "CONFIGURING", "RUNNING"), \
+                f"job {job} {state}:\n{log.read_text() if log.exists() else ''}\n{err.read_text() if err.exists() else ''}"
+            return log.exists() and bool(URL.search(log.read_text()))
+
+        wait(started, 300, "JupyterLab's URL in the job's log")
+        text = log.read_text()
+        port, token = int(URL.search(text)[1]), URL.search(text)[2]
+        assert f"container: {image}" in text
+        status, specs = api(port, "/api/kernelspecs", token)
+        argv = specs["kernelspecs"]["python3"]["spec"]["argv"]
+        assert status == 200 and argv[0] != sys.executable, "the kernel is the image's Python"
+        assert listening_on(port) == {"127.0.0.1"}
+        copy = tmp_path / "work" / "04_bert_pretraining.tiny.ipynb"
+        assert workcopy.injected_values(copy)["hidden_size"] == 128
+    finally:
+        subprocess.run(["scancel", job], env=env, capture_output=True)
+    wait(lambda: field(env, job, "JobState") in ("CANCELLED", "COMPLETED"), 120, f"job {job} to end")
+    if port:
+        wait(lambda: not listening_on(port), 60, "JupyterLab to stop with its job")
