@@ -175,3 +175,18 @@ def test_impossible_values_stop_before_anything_runs(runs_dir):
     proc = coursekit_cli("run", str(GPU_CHECK), "--profile", "tiny", "-p", "frameworks", "torch,tensorfow")
     assert proc.returncode == 2 and "'tensorfow' is not allowed" in proc.stderr
     assert not runs_dir.exists() or not any(runs_dir.rglob("*.ipynb")), "nothing may run"
+
+
+def test_data_warnings_are_counted_in_the_run_s_last_line_and_the_record(tmp_path, runs_dir):
+    warned = write_notebook(
+        tmp_path / "warned.ipynb", 'profile = "full"',
+        "from coursekit.lessons import download\n"
+        "download.data_warning('demo corpus', '2 files skipped', {'skipped': 2})\n"
+        "download.data_warning('demo corpus', '1 sentence in two splits', {'test_in_train': 1})")
+    proc = coursekit_cli("run", str(warned), "--no-html")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("coursekit run: completed in") and "2 data warning(s)" in last and "データの警告 2 件" in last
+    (folder,) = (runs_dir / "warned").iterdir()
+    data = json.loads((folder / "metrics.json").read_text())
+    assert [w["counts"] for w in data["warnings"]] == [{"skipped": 2}, {"test_in_train": 1}]

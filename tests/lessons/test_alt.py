@@ -74,7 +74,10 @@ def write_alt(folder: Path, as_zip: bool) -> Path:
 def test_alt_sample_parses_through_the_same_code():
     if not ALT_SAMPLE.is_dir():
         pytest.skip(f"ALT sample not found at {ALT_SAMPLE}")
-    corpus, report = alt.load_alt(ALT_SAMPLE)
+    from coursekit.lessons.download import CorpusWarning
+
+    with pytest.warns(CorpusWarning, match="15 source sentence.*stand in two splits"):  # the sample repeats its 5
+        corpus, report = alt.load_alt(ALT_SAMPLE)
     assert {k: len(v) for k, v in corpus.items()} == {"train": 5, "validation": 5, "test": 5}
     first = corpus["train"][0]
     assert first["en"].startswith("Italy have defeated Portugal 31-5")
@@ -82,7 +85,8 @@ def test_alt_sample_parses_through_the_same_code():
     assert not any("\r" in t or "\t" in t for t in list(corpus["test"]["ja"]) + list(corpus["test"]["en"]))
     assert report["only_in_en"] == report["only_in_ja"] == report["empty_ja"] == 0
     inner = ALT_SAMPLE / f"{alt.ALT_RELEASE}.zip" / alt.ALT_RELEASE  # the unpacked folder itself
-    again, _ = alt.load_corpus(str(inner))
+    with pytest.warns(CorpusWarning, match="stand in two splits"):
+        again, _ = alt.load_corpus(str(inner))
     assert list(again["test"]["ja"]) == list(corpus["test"]["ja"])
 
 
@@ -196,3 +200,43 @@ def test_text_that_is_not_utf8_is_an_error_naming_the_file(tmp_path):
     data_ja.write_bytes("SNT.101.1\t記事。".encode("euc-jp"))
     with pytest.raises(UnicodeDecodeError, match="data_ja.txt"):
         alt.load_alt(release)
+
+
+def test_a_sentence_in_two_splits_is_counted_with_a_warning(tmp_path, monkeypatch):
+    import json
+
+    from coursekit.lessons import download
+
+    folder = write_parallel(tmp_path / "p", sizes=(40, 10, 10))
+    first_test_en = (folder / "test.en").read_text(encoding="utf-8").splitlines()[0]
+    with open(folder / "train.en", "a", encoding="utf-8") as en, open(folder / "train.ja", "a", encoding="utf-8") as ja:
+        en.write(first_test_en + "\n")   # trained on, then tested on (with another translation, as in the real
+        ja.write("別 の 訳 。\n")          # small_parallel_enja, where 60 of the 500 test sentences are in train)
+    monkeypatch.setenv("COURSEKIT_RUN_DIR", str(tmp_path))
+    with pytest.warns(download.CorpusWarning, match=r"1 source sentence\(s\) stand in two splits .*test_in_train=1"):
+        corpus, report = alt.load_corpus(str(folder))
+    assert (report["test_in_train"], report["validation_in_train"], report["test_in_validation"]) == (1, 0, 0)
+    assert "test_in_train=1" in alt.describe(corpus, report)[-1]
+    entries = json.loads((tmp_path / download.WARNINGS_FILE).read_text())
+    assert {"test_in_train": 1} in [e["counts"] for e in entries], "counted in the run record"
+
+    release = write_alt(tmp_path / "alt", as_zip=True)   # an article listed in two split files
+    (release / "URL-test.txt").write_text("URL.303\thttp://example.org/303\nURL.101\thttp://example.org/101",
+                                          encoding="utf-8")
+    with pytest.warns(download.CorpusWarning) as said:
+        _, report = alt.load_corpus(str(release))
+    assert report["test_in_train"] == 2 and any("test_in_train=2" in str(w.message) for w in said)
+
+
+def test_a_damaged_zip_and_a_file_for_a_folder_are_named(tmp_path):
+    release = write_alt(tmp_path / "alt", as_zip=True)
+    zipped = release / f"{alt.ALT_RELEASE}.zip"
+    raw = zipped.read_bytes()
+    zipped.write_bytes(raw.replace(b"Sentence 2 of article 202", b"Sentence 9 of article 202"))  # CRC no longer matches
+    with pytest.raises(ValueError, match=r"data_en.txt cannot be read from the zip \(BadZipFile.*download it again"):
+        alt.load_corpus(str(release))
+    with pytest.raises(ValueError, match="is a file, not a folder of train/dev/test"):
+        alt.load_parallel(zipped)
+    zipped.write_bytes(raw[: len(raw) // 2])
+    with pytest.raises(ValueError, match="is not a zip file \\(or a truncated one\\)"):
+        alt.load_corpus(str(zipped))

@@ -132,3 +132,29 @@ def test_text_folder_never_decodes_with_replacement_characters(tmp_path, monkeyp
     assert len(docs) == 4 and not any("\ufffd" in d for d in docs)
     (entry,) = json.loads((run_dir / download.WARNINGS_FILE).read_text())
     assert entry["counts"] == {"unreadable: not UTF-8": 1, "unreadable: empty file": 1}
+
+
+def test_interrupted_wikiextractor_output_is_extracted_again_and_a_cut_line_is_named(tmp_path):
+    from coursekit.lessons import download
+
+    dump = _write_dump(tmp_path / "jawiki-test-pages-articles.xml.bz2")
+    out = tmp_path / "work" / "wikiextractor"
+    (out / "AA").mkdir(parents=True)   # what an interrupted extraction leaves: output, no completion mark
+    (out / "AA" / "wiki_00").write_bytes('{"id": "1", "title": "東京", "text": "東京は日'.encode("utf-8")[:-2])
+    docs = corpora.read_source(str(dump), tmp_path / "work", processes=1)
+    assert len(docs) == 2 and download.is_complete(out), "extracted again, then marked complete"
+    assert corpora.extract_wikipedia(dump, out, processes=1) == out  # complete: reused
+    assert not list((tmp_path / "work").glob(".wikiextractor-*")), "no private folder left"
+
+    (out / "AA" / "wiki_00").write_bytes((out / "AA" / "wiki_00").read_bytes()[:-7])  # a cut-off last line
+    with pytest.raises(corpora.CorpusError, match=r"wiki_00, line 2: cut off or damaged .*delete"):
+        list(corpora.read_wikiextractor(out))
+
+
+def test_a_damaged_shard_is_named(tmp_path):
+    layout = corpora.write_layout(["一つ目の文です。二つ目の文です。"] * 3, tmp_path / "c", valid_fraction=0,
+                                  test_fraction=0)
+    shard = layout.files["train"][0]
+    shard.write_bytes(shard.read_bytes()[:-3])  # cut inside a character
+    with pytest.raises(corpora.CorpusError, match=r"shard .*train-00000.txt is cut off or damaged"):
+        corpora.read_layout([shard])

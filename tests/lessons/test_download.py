@@ -136,3 +136,45 @@ def test_data_warnings_go_to_the_run_folder(tmp_path, monkeypatch):
         download.decode_utf8("日本".encode("shift_jis"), "x.txt")
     assert download.decode_utf8("\ufeff日本".encode("utf-8"), "x") == "日本"
     assert os.environ["COURSEKIT_RUN_DIR"] == str(tmp_path)
+
+
+def test_a_truncated_archive_given_to_the_extract_step_is_named(served, tmp_path):
+    archive = tmp_path / "cut.tar.gz"
+    archive.write_bytes((served / livedoor.ARCHIVE).read_bytes()[:3000])
+    with pytest.raises(download.DownloadError, match=r"cut.tar.gz is damaged or truncated .*download it again"):
+        download.extract_tar(archive, tmp_path / "out")
+    with pytest.raises(download.DownloadError, match="archive not found"):
+        download.extract_tar(tmp_path / "missing.tar.gz", tmp_path / "out")
+
+
+READ_ONLY_CACHE = """\
+from coursekit.lessons import livedoor
+try:
+    livedoor.locate("", {cache!r}, url="http://127.0.0.1:9/ldcc-20140209.tar.gz")
+except Exception as exc:
+    print(type(exc).__name__, exc)
+"""
+
+
+def test_a_read_only_cache_folder_is_named_with_the_fix(tmp_path):
+    """A cache the job cannot write into (a lab's read-only copy, another user's folder): one message naming
+    the folder and -p cache_dir, not filelock's PermissionError. Run as an unprivileged user (root may write
+    anywhere)."""
+    import shutil
+    import tempfile
+
+    base = tempfile.mkdtemp(prefix="ro-cache-")   # outside pytest's private tmp folder, which others cannot enter
+    try:
+        os.chmod(base, 0o755)
+        cache = os.path.join(base, "cache")
+        os.mkdir(cache, 0o555)
+        command = [sys.executable, "-c", READ_ONLY_CACHE.format(cache=cache)]
+        if os.geteuid() == 0:
+            if not shutil.which("setpriv"):
+                pytest.skip("running as root without setpriv: no unprivileged user to test with")
+            command = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *command]
+        proc = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+    assert proc.stdout.startswith("CorpusError the cache folder " + cache + " cannot be written"), proc.stdout + proc.stderr
+    assert "-p cache_dir" in proc.stdout and "書き込めません" in proc.stdout

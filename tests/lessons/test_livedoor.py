@@ -3,6 +3,7 @@ release's layout (tests/corpora.py)."""
 from __future__ import annotations
 
 import io
+import json
 import tarfile
 
 import pytest
@@ -56,7 +57,7 @@ def test_missing_folder_gives_the_download_hint(tmp_path):
     with pytest.raises(livedoor.CorpusError, match="not found"):
         livedoor.locate(tmp_path / "nowhere")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(livedoor.CorpusError, match="no category folders"):
+    with pytest.raises(livedoor.CorpusError, match="no category folder with a readable article"):
         livedoor.load_corpus(tmp_path / "empty")
 
 
@@ -97,17 +98,53 @@ def test_safe_extraction_refuses_path_escapes(tmp_path):
         info = tarfile.TarInfo("text/../../escaped.txt")
         info.size = len(data)
         tar.addfile(info, io.BytesIO(data))
-    with pytest.raises(livedoor.CorpusError, match="refusing to extract"):
-        livedoor.extract(archive, tmp_path / "out")
+    with pytest.raises(download.DownloadError, match="refusing to extract"):
+        download.extract_tar(archive, tmp_path / "out")
     assert not (tmp_path / "escaped.txt").exists()
 
 
-def test_extract_a_good_archive(sample, tmp_path):
+def test_an_archive_given_as_data_dir_is_checked_then_unpacked_into_the_cache(sample, tmp_path):
     archive = tmp_path / "ldcc.tar.gz"
     with tarfile.open(archive, "w:gz") as tar:
         tar.add(sample, arcname="text")
-    text = livedoor.extract(archive, tmp_path / "unpacked")
+    cut = tmp_path / "cut" / "ldcc.tar.gz"
+    cut.parent.mkdir()
+    cut.write_bytes(archive.read_bytes()[:4000])
+    with pytest.raises(livedoor.CorpusError, match=r"data_dir .*cut/ldcc.tar.gz cannot be unpacked: damaged or truncated"):
+        livedoor.locate(cut, tmp_path / "cache")
+    assert not (tmp_path / "cache" / "text").exists(), "nothing half-unpacked"
+    text = livedoor.locate(archive, tmp_path / "cache")
+    assert text == tmp_path / "cache" / "text" and download.is_complete(text)
     assert len(livedoor.load_corpus(text)) == 90
+    (tmp_path / "notes.csv").write_text("a,b\n")
+    with pytest.raises(livedoor.CorpusError, match="notes.csv is a file, not the corpus's text/ folder"):
+        livedoor.locate(tmp_path / "notes.csv", tmp_path / "cache")
+    with pytest.raises(livedoor.CorpusError, match="ldcc.tar.gz is a file, not the corpus's text/ folder"):
+        livedoor.load_corpus(archive)
+
+
+def test_folders_without_articles_are_no_classes(sample, tmp_path, monkeypatch):
+    (sample / "empty-genre").mkdir()
+    (sample / "empty-genre" / "LICENSE.txt").write_text("license only\n", encoding="utf-8")
+    (sample / "loop").symlink_to(sample, target_is_directory=True)   # a link back to the corpus folder
+    monkeypatch.setenv("COURSEKIT_RUN_DIR", str(tmp_path))
+    with pytest.warns(download.CorpusWarning, match=r"2 folder\(s\) hold no article and are not categories: "
+                                                    r"empty-genre \(no readable article\), loop \(a link to"):
+        corpus = livedoor.load_corpus(sample)
+    assert corpus.label_names == sorted(livedoor.CATEGORIES) and len(corpus) == 90
+    entries = json.loads((tmp_path / download.WARNINGS_FILE).read_text())
+    assert {"folders without articles": 2} in [e["counts"] for e in entries], "a counted warning in the run record"
+
+
+def test_macro_f1_counts_only_genres_that_occur(monkeypatch, tmp_path):
+    monkeypatch.setenv("COURSEKIT_RUN_DIR", str(tmp_path))
+    with pytest.warns(download.CorpusWarning, match=r"1 of 3 genre\(s\) have no test article .*: c"):
+        result = livedoor.evaluate([0, 0, 1, 1], [0, 0, 1, 1], ["a", "b", "c"])
+    assert result["macro_f1"] == 1.0 and result["absent"] == ["c"], "not (1 + 1 + 0) / 3"
+    assert result["confusion"] == [[2, 0, 0], [0, 2, 0], [0, 0, 0]]
+    assert list(livedoor.report_table(result, ["a", "b", "c"]).index) == ["a", "b"]
+    wrong = livedoor.evaluate([0, 0, 1, 1], [0, 2, 1, 1], ["a", "b", "c"])   # a genre predicted, never true: counted
+    assert wrong["absent"] == [] and wrong["macro_f1"] < 0.8
 
 
 def test_locate_downloads_and_unpacks_once(sample, tmp_path):

@@ -13,12 +13,14 @@ Three sources, one call (`load_corpus`):
   to translate them in minutes, which ALT's long news sentences do not allow).
 
 Problems are never a silent misalignment: missing files and mismatched line counts raise errors,
-ids present in one language only and empty sentences are dropped and counted in the report.
+ids present in one language only and empty sentences are dropped and counted in the report, and a
+source sentence found in two splits (trained on, then tested on) is counted there with a warning.
 """
 from __future__ import annotations
 
 import re
 import zipfile
+import zlib
 from collections import Counter
 from pathlib import Path
 
@@ -96,7 +98,9 @@ def _find_alt(path: Path) -> tuple[object, Path]:
         path = path / f"{ALT_RELEASE}.zip"
     if path.is_file():
         if not zipfile.is_zipfile(path):
-            raise ValueError(f"{path} is not a zip file / zip ファイルではありません")
+            raise ValueError(f"{path} is not a zip file (or a truncated one): pass the ALT release's zip, the "
+                             "folder holding it, or a folder of train/dev/test files (unpack an archive first) / "
+                             "zip ファイルではないか、途中で切れています")
         root = zipfile.Path(zipfile.ZipFile(path))
     else:
         root = path
@@ -148,6 +152,7 @@ def load_alt(path: str | Path, src: str = "en", tgt: str = "ja"):
     if odd:
         _download.data_warning(f"ALT {path}", "sentences dropped: "
                                + ", ".join(f"{k}={v}" for k, v in odd.items()), odd)
+    _count_overlaps(f"ALT {path}", {key: r[src] for key, r in rows.items()}, report)
     return datasets.DatasetDict({k: datasets.Dataset.from_dict(v) for k, v in rows.items()}), report
 
 
@@ -158,12 +163,15 @@ def load_parallel(folder: str | Path, src: str = "en", tgt: str = "ja", detokeni
     import datasets
 
     folder = Path(folder).expanduser()
+    if folder.is_file():
+        raise ValueError(f"{folder} is a file, not a folder of train/dev/test.{src} and .{tgt} files (unpack an "
+                         "archive first) / フォルダではなくファイルです。展開したフォルダを渡してください")
     report = {"source": str(folder), "format": "parallel", "empty_pairs": 0, "detokenized_ja": detokenize_ja}
     missing = [f"{name}.{lang}" for name in SPLITS for lang in (src, tgt) if not (folder / f"{name}.{lang}").is_file()]
     if missing:
         raise FileNotFoundError(f"parallel corpus file(s) missing in {folder}: {', '.join(missing)} "
                                 f"(expected train/dev/test.{src} and .{tgt}) / 対訳コーパスのファイルが足りません")
-    out = {}
+    out, sources = {}, {}
     for name, key in SPLITS.items():
         paths = {lang: folder / f"{name}.{lang}" for lang in (src, tgt)}
         lines = {lang: _read_text(p).splitlines() for lang, p in paths.items()}
@@ -181,11 +189,36 @@ def load_parallel(folder: str | Path, src: str = "en", tgt: str = "ja", detokeni
                 continue
             rows[src].append(a)
             rows[tgt].append(b)
-        out[key] = datasets.Dataset.from_dict(rows)
+        out[key], sources[key] = datasets.Dataset.from_dict(rows), rows[src]
     if report["empty_pairs"]:
         _download.data_warning(f"parallel corpus {folder}", f"{report['empty_pairs']} pair(s) with an "
                                "empty side dropped", {"empty_pairs": report["empty_pairs"]})
+    _count_overlaps(f"parallel corpus {folder}", sources, report)
     return datasets.DatasetDict(out), report
+
+
+def split_overlaps(splits: dict[str, list[str]]) -> dict[str, int]:
+    """How many sentences of a split also stand in an earlier one (train, validation, test order):
+    {"validation_in_train": n, "test_in_train": n, "test_in_validation": n}."""
+    names = [k for k in ("train", "validation", "test") if k in splits]
+    out = {}
+    for i, later in enumerate(names):
+        for earlier in names[:i]:
+            seen = set(splits[earlier])
+            out[f"{later}_in_{earlier}"] = sum(1 for s in splits[later] if s in seen)
+    return out
+
+
+def _count_overlaps(where: str, splits: dict[str, list[str]], report: dict) -> None:
+    """Count source sentences that stand in two splits into `report`; a counted warning when there are any."""
+    overlaps = split_overlaps(splits)
+    report.update(overlaps)
+    found = {k: v for k, v in overlaps.items() if v}
+    if found:
+        _download.data_warning(where, f"{sum(found.values())} source sentence(s) stand in two splits (a model is "
+                               "then tested on sentences it was trained on): "
+                               + ", ".join(f"{k}={v}" for k, v in found.items()), found,
+                               ja="同じ文が二つの分割(学習とテストなど)に入っています")
 
 
 # ------------------------------------------------------------------------------ hub and download
@@ -194,13 +227,15 @@ def load_hub(name: str = "mutiyama/alt", config: str = "alt-parallel", src: str 
     import datasets
 
     raw = datasets.load_dataset(name, config)
-    out, report = {}, {"source": f"{HUB_PREFIX}{name}", "format": "hub", "empty_pairs": 0}
+    out, sources, report = {}, {}, {"source": f"{HUB_PREFIX}{name}", "format": "hub", "empty_pairs": 0}
     for split, ds in raw.items():
         pairs = [(t.get(src) or "", t.get(tgt) or "") for t in ds["translation"]]
         keep = [(a.strip(), b.strip()) for a, b in pairs if a.strip() and b.strip()]
         report["empty_pairs"] += len(pairs) - len(keep)
-        out[SPLITS.get(split, split)] = datasets.Dataset.from_dict(
-            {src: [a for a, _ in keep], tgt: [b for _, b in keep]})
+        key = SPLITS.get(split, split)
+        sources[key] = [a for a, _ in keep]
+        out[key] = datasets.Dataset.from_dict({src: sources[key], tgt: [b for _, b in keep]})
+    _count_overlaps(f"hub {name}", sources, report)
     return datasets.DatasetDict(out), report
 
 
@@ -236,7 +271,13 @@ def download_small_parallel(cache_dir: str | Path, base_url: str = "", src: str 
 
 def _read_text(path) -> str:
     """A file of the corpus as strict UTF-8 (never replacement characters); errors name the file."""
-    return _download.decode_utf8(path.read_bytes(), path)
+    try:
+        raw = path.read_bytes()
+    except (zipfile.BadZipFile, zlib.error, EOFError) as exc:   # a member of a damaged zip
+        raise ValueError(f"{path} cannot be read from the zip ({type(exc).__name__}: {exc}): the archive is "
+                         "damaged or truncated; download it again / zip の中のファイルが読めません。"
+                         "ダウンロードし直してください") from None
+    return _download.decode_utf8(raw, path)
 
 
 def load_corpus(source: str | Path = "", cache_dir: str | Path = "~/.cache/coursekit/alt",

@@ -10,10 +10,13 @@ A Wikipedia dump goes through `wikiextractor` (templates expanded, markup remove
 from __future__ import annotations
 
 import json
+import os
 import random
 import re
+import shutil
 import subprocess
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -51,30 +54,51 @@ def split_sentences(text: str, min_chars: int = 1) -> list[str]:
 # ----------------------------------------------------------------------------- sources
 def extract_wikipedia(dump: str | Path, out_dir: str | Path, processes: int = 2) -> Path:
     """Run wikiextractor on a `*-pages-articles*.xml.bz2` dump into out_dir (JSON lines, one article
-    per line, in out_dir/AA/wiki_00 ...); return out_dir. Skipped when out_dir already holds output."""
+    per line, in out_dir/AA/wiki_00 ...); return out_dir. wikiextractor writes into a private folder
+    beside out_dir, which gets a completion mark and is renamed into place once it exited cleanly; an
+    out_dir with the mark is reused, one without it (an interrupted extraction) is extracted again."""
+    from . import download
+
     dump = Path(dump).expanduser()
     if not dump.is_file():
         raise CorpusError(f"Wikipedia dump not found: {dump} / Wikipedia のダンプが見つかりません\n{WIKI_HINT}")
     out = Path(out_dir)
-    if any(out.glob("*/wiki_*")):
+    if download.is_complete(out):
         print(f"wikiextractor output found in {out}, not extracting again / 抽出済みの結果を使います")
         return out
-    out.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", "wikiextractor.WikiExtractor", str(dump), "--json", "-o", str(out),
-           "--processes", str(max(1, processes)), "-q"]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise CorpusError(f"wikiextractor failed (exit {proc.returncode}) on {dump} / "
-                          f"wikiextractor が失敗しました:\n{proc.stderr[-2000:]}")
+    if out.exists():
+        print(f"{out} has no {download.COMPLETE_MARK} (an interrupted extraction): extracting again / "
+              "前回の抽出が途中で止まっていたので、抽出し直します")
+        shutil.rmtree(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    private = download.private_dir(out.parent, f".{out.name}-")
+    try:
+        cmd = [sys.executable, "-m", "wikiextractor.WikiExtractor", str(dump), "--json", "-o", str(private),
+               "--processes", str(max(1, processes)), "-q"]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise CorpusError(f"wikiextractor failed (exit {proc.returncode}) on {dump} / "
+                              f"wikiextractor が失敗しました:\n{proc.stderr[-2000:]}")
+        (private / download.COMPLETE_MARK).write_text(f"wikiextractor on {dump} at {time.ctime()}\n")
+        os.replace(private, out)
+    finally:
+        shutil.rmtree(private, ignore_errors=True)
     return out
 
 
 def read_wikiextractor(folder: str | Path) -> Iterator[str]:
-    """Article texts (title line + body) from wikiextractor's --json output."""
+    """Article texts (title line + body) from wikiextractor's --json output. A line that is cut off or
+    damaged (not UTF-8, not one JSON object) raises CorpusError naming the file and the line."""
     for path in sorted(Path(folder).glob("*/wiki_*")):
-        with open(path, encoding="utf-8") as f:
-            for line in f:
-                article = json.loads(line)
+        with open(path, "rb") as f:
+            for number, raw in enumerate(f, 1):
+                try:
+                    article = json.loads(raw.decode("utf-8"))
+                except ValueError as exc:   # UnicodeDecodeError and JSONDecodeError alike
+                    raise CorpusError(f"{path}, line {number}: cut off or damaged ({type(exc).__name__}: {exc}); "
+                                      f"delete {Path(folder)} to extract the dump again / wikiextractor の出力の "
+                                      f"{number} 行目が途中で切れているか壊れています。フォルダを消して抽出し直してください"
+                                      ) from None
                 if article.get("text", "").strip():
                     yield f"{article['title']}\n{article['text']}"
 
@@ -221,9 +245,16 @@ def write_layout(documents: Iterable[str], out_dir: str | Path, *, valid_fractio
 
 def read_layout(files: Iterable[str | Path]) -> list[list[str]]:
     """Documents (lists of sentences) back from layout files."""
+    from . import download
+
     docs = []
     for path in files:
-        for block in Path(path).read_text(encoding="utf-8").split("\n\n"):
+        try:
+            text = download.decode_utf8(Path(path).read_bytes(), path)
+        except UnicodeDecodeError as exc:
+            raise CorpusError(f"shard {path} is cut off or damaged ({exc.reason}): write the layout again / "
+                              "シャードのファイルが壊れています。write_layout で書き直してください") from None
+        for block in text.split("\n\n"):
             lines = [ln for ln in block.split("\n") if ln.strip()]
             if lines:
                 docs.append(lines)

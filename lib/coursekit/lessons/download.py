@@ -40,11 +40,11 @@ import zlib
 from pathlib import Path
 from typing import Callable
 
+from ..contracts import RUN_DIR_ENV, WARNINGS_FILE  # the run folder's warnings.json, which the harness reads
+
 MIRROR_ENV = "COURSEKIT_MIRROR"
 COMPLETE_MARK = ".coursekit-complete"   # written into an unpacked folder before it is renamed into place
 LOCK_NAME = ".coursekit.lock"
-WARNINGS_FILE = "warnings.json"         # in the run folder ($COURSEKIT_RUN_DIR); read by the harness
-RUN_DIR_ENV = "COURSEKIT_RUN_DIR"
 LOCK_TIMEOUT_S = 6 * 3600               # waiting for another job's download (a 4 GB dump on a slow link)
 SHARED_ENV = "COURSEKIT_SHARED"         # the prepared shared folder (python -m coursekit prepare; the site file)
 OFFLINE_ENV = "COURSEKIT_OFFLINE"       # 1: never download (a compute node without network)
@@ -70,11 +70,13 @@ class CorpusWarning(UserWarning):
 
 
 # ----------------------------------------------------------------------------- data warnings
-def data_warning(source: str, message: str, counts: dict | None = None, stacklevel: int = 2) -> None:
-    """Say loudly that the data differs from the release: a CorpusWarning, plus an entry in the run
-    folder's warnings.json (when running under `coursekit run`), so the run record shows it."""
-    warnings.warn(f"{source}: {message} / データが配布元のものと違います(この内容は metrics.json の "
-                  "warnings にも残ります)", CorpusWarning, stacklevel=stacklevel + 1)
+def data_warning(source: str, message: str, counts: dict | None = None, stacklevel: int = 2,
+                 ja: str = "データが配布元のものと違います") -> None:
+    """Say loudly that the data differs from the release (or what `ja` says in Japanese): a CorpusWarning,
+    plus an entry in the run folder's warnings.json (when running under `coursekit run`), so the run
+    record, the run's last line and `coursekit report` show it, counted."""
+    warnings.warn(f"{source}: {message} / {ja}(この内容は metrics.json の warnings にも残ります)",
+                  CorpusWarning, stacklevel=stacklevel + 1)
     run_dir = os.environ.get(RUN_DIR_ENV)
     if not run_dir or not Path(run_dir).is_dir():
         return
@@ -301,14 +303,17 @@ def cache_lock(folder: str | Path, say: Callable[[str], None] = print):
     from filelock import FileLock, Timeout
 
     folder = Path(folder).expanduser()
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise not_writable(folder, exc) from None
     lock = FileLock(str(folder / LOCK_NAME), timeout=LOCK_TIMEOUT_S)
 
     class _Lock:
         def __enter__(self):
             try:
                 lock.acquire(timeout=0)
-            except Timeout:
+            except Timeout:   # (a TimeoutError, so an OSError: caught first)
                 say(f"waiting for another job that is filling the cache {folder} (lock {lock.lock_file}) / "
                     "ほかのジョブがキャッシュを作っているので、終わるのを待ちます")
                 try:
@@ -318,12 +323,31 @@ def cache_lock(folder: str | Path, say: Callable[[str], None] = print):
                                         f"{lock.lock_file}: is another job stuck? Remove the lock file "
                                         "only when no job uses this cache / ロックの待ち時間が上限を超えました。"
                                         "このキャッシュを使うジョブがないときだけロックファイルを消してください") from None
+            except OSError as exc:   # a read-only cache folder: the lock file cannot be created
+                raise not_writable(folder, exc) from None
             return self
 
         def __exit__(self, *exc):
             lock.release()
 
     return _Lock()
+
+
+def not_writable(folder: Path, exc: OSError) -> DownloadError:
+    """The message for a cache folder this job cannot write into (read-only, another user's, a file)."""
+    return DownloadError(f"the cache folder {folder} cannot be written ({type(exc).__name__}: {exc.strerror or exc}): "
+                         "pass a folder you can write to as cache_dir (-p cache_dir PATH), or one where the corpus "
+                         f"is already unpacked / キャッシュのフォルダ {folder} に書き込めません。書き込めるフォルダ"
+                         "(またはコーパスが展開済みのフォルダ)を -p cache_dir で渡してください")
+
+
+def private_dir(cache: Path, prefix: str) -> Path:
+    """A new folder private to this process inside the cache (where a download or an unpacking is made
+    before it is renamed into place)."""
+    try:
+        return Path(tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}-", dir=cache))
+    except OSError as exc:
+        raise not_writable(cache, exc) from None
 
 
 # ----------------------------------------------------------------------------- fetch
@@ -382,7 +406,7 @@ def fetch(url: str, cache_dir: str | Path, fname: str | None = None, *, known_ha
                     "キャッシュのファイルが壊れているので、ダウンロードし直します")
                 target.unlink()
         refuse_offline(url, staged, fname)
-        private = Path(tempfile.mkdtemp(prefix=f".download-{os.getpid()}-", dir=cache))
+        private = private_dir(cache, ".download-")
         try:
             try:
                 got = _download_to(url, private, fname, known_hash, progressbar, timeout)
@@ -433,7 +457,7 @@ def unpack(archive: str | Path, cache_dir: str | Path, name: str,
             stale = cache / f".stale-{os.getpid()}-{int(time.time())}"
             os.replace(dest, stale)
             shutil.rmtree(stale, ignore_errors=True)
-        private = Path(tempfile.mkdtemp(prefix=f".unpack-{os.getpid()}-", dir=cache))
+        private = private_dir(cache, ".unpack-")
         try:
             extract(Path(archive), private)
             result = private / name
@@ -450,13 +474,24 @@ def unpack(archive: str | Path, cache_dir: str | Path, name: str,
 
 
 def extract_tar(archive: Path, dest: Path) -> None:
-    """Unpack a tarball safely: no absolute paths, no '..', no links or devices."""
+    """Unpack a tarball safely: no absolute paths, no '..', no links or devices. A missing, damaged or
+    truncated archive raises DownloadError naming it (what was unpacked into `dest` is then incomplete:
+    `unpack` extracts into a private folder, so nothing half-done is kept)."""
     dest = Path(dest).resolve()
-    with tarfile.open(archive) as tar:
-        members = tar.getmembers()
-        for m in members:
-            target = (dest / m.name).resolve()
-            if not target.is_relative_to(dest) or m.issym() or m.islnk() or m.isdev():
-                raise DownloadError(f"refusing to extract {m.name!r} from {archive}: "
-                                    "it would write outside the target folder or is a link/device")
-        tar.extractall(dest, members=members, filter="data")
+    if not Path(archive).is_file():
+        raise DownloadError(f"archive not found: {archive} / アーカイブが見つかりません")
+    try:
+        with tarfile.open(archive) as tar:
+            members = tar.getmembers()
+            for m in members:
+                target = (dest / m.name).resolve()
+                if not target.is_relative_to(dest) or m.issym() or m.islnk() or m.isdev():
+                    raise DownloadError(f"refusing to extract {m.name!r} from {archive}: "
+                                        "it would write outside the target folder or is a link/device")
+            tar.extractall(dest, members=members, filter="data")
+    except tarfile.FilterError as exc:
+        raise DownloadError(f"refusing to extract from {archive}: {exc}") from None
+    except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
+        raise DownloadError(f"{archive} is damaged or truncated ({type(exc).__name__}: {exc}): download it again "
+                            f"(an interrupted download or copy?) / アーカイブ {archive} が壊れているか途中で切れています。"
+                            "ダウンロードし直してください") from None

@@ -92,27 +92,39 @@ def download(cache_dir: str | Path, url: str = "") -> Path:
         raise CorpusError(str(err)) from err
 
 
-def extract(archive: str | Path, dest: str | Path) -> Path:
-    """Unpack the tarball safely (no absolute paths, no '..', no links out); return dest/text."""
-    dest = Path(dest).expanduser().resolve()
-    dest.mkdir(parents=True, exist_ok=True)
-    try:
-        _download.extract_tar(Path(archive), dest)
-    except _download.DownloadError as err:
-        raise CorpusError(str(err)) from None
-    return dest / "text"
-
-
 def _check_unpacked(text: Path) -> None:
     if not any((text / c).is_dir() for c in CATEGORIES):
         raise CorpusError(f"{text} holds none of the livedoor categories: is the archive the "
                           f"livedoor news corpus? / livedoor のジャンルのフォルダがありません\n{DOWNLOAD_HINT}")
 
 
+def _unpack(archive: Path, cache: Path) -> Path:
+    """cache/text, unpacked safely from the tarball (into a private folder, checked, then renamed into
+    place; the cache's complete text/ when it already has one)."""
+    try:
+        return _download.unpack(archive, cache, "text", _download.extract_tar, _check_unpacked)
+    except _download.DownloadError as err:
+        raise CorpusError(str(err)) from None
+
+
+def _local_archive(archive: Path, cache_dir: str | Path) -> Path:
+    """A tarball given where the text/ folder is expected (a lab's copy of the release): checked to its
+    end, then unpacked into cache_dir like a download; any other file is refused, named."""
+    if not archive.name.lower().endswith((".tar.gz", ".tgz", ".tar")):
+        raise CorpusError(f"data_dir {archive} is a file, not the corpus's text/ folder or its tarball / "
+                          f"data_dir {archive} はファイルです。text/ フォルダか .tar.gz を渡してください\n{DOWNLOAD_HINT}")
+    try:
+        _download.verify_file(archive)
+    except (ValueError, OSError) as exc:
+        raise CorpusError(f"data_dir {archive} cannot be unpacked: {exc} (an interrupted download or copy?) / "
+                          f"{archive} は壊れているか途中で切れています。ダウンロードし直してください") from None
+    return _unpack(archive, Path(cache_dir).expanduser())
+
+
 def locate(data_dir: str | Path = "", cache_dir: str | Path = "~/.cache/coursekit/livedoor",
            url: str = "") -> Path:
-    """The corpus's text/ folder: data_dir when given (the text/ folder or its parent; a URL of the
-    tarball is downloaded into cache_dir), else the prepared shared folder's copy ($COURSEKIT_SHARED/
+    """The corpus's text/ folder: data_dir when given (the text/ folder or its parent; the tarball, or
+    a URL of it, is unpacked into cache_dir), else the prepared shared folder's copy ($COURSEKIT_SHARED/
     data/livedoor/text), else the download cache: downloaded and unpacked on first use, from `url` or
     the release (or $COURSEKIT_MIRROR). The cache is used only when its unpacking completed; concurrent
     jobs wait for the one that fills it. A node that cannot download stops before trying, naming the
@@ -121,6 +133,8 @@ def locate(data_dir: str | Path = "", cache_dir: str | Path = "~/.cache/courseki
         url, data_dir = str(data_dir), ""
     if data_dir:
         path = Path(data_dir).expanduser()
+        if path.is_file():
+            return _local_archive(path, cache_dir)
         if (path / "text").is_dir() and not any((path / c).is_dir() for c in CATEGORIES):
             path = path / "text"
         if not path.is_dir():
@@ -133,11 +147,7 @@ def locate(data_dir: str | Path = "", cache_dir: str | Path = "~/.cache/courseki
     cache = Path(cache_dir).expanduser()
     if _download.is_complete(cache / "text"):
         return cache / "text"
-    archive = download(cache, url)
-    try:
-        return _download.unpack(archive, cache, "text", _download.extract_tar, _check_unpacked)
-    except _download.DownloadError as err:
-        raise CorpusError(str(err)) from None
+    return _unpack(download(cache, url), cache)
 
 
 # ----------------------------------------------------------------------------- reading
@@ -164,36 +174,55 @@ def load_corpus(data_dir: str | Path, max_chars: int = 510, categories=None) -> 
     """Read every article under data_dir (text/<category>/*.txt), skipping LICENSE/README/CHANGES.
 
     Bad files are counted in `problems` (with examples), never fatal; counts are compared with the
-    release (`differences`). A missing folder or no article at all raises CorpusError."""
+    release (`differences`). A category is a folder holding at least one readable article: a folder
+    without one (an empty category, a link back to the corpus folder) is no class, and a counted
+    warning names it. A missing folder or no article at all raises CorpusError."""
     from tqdm.auto import tqdm
 
     root = Path(data_dir).expanduser()
+    if root.is_file():
+        raise CorpusError(f"{root} is a file, not the corpus's text/ folder (a tarball? livedoor.locate "
+                          f"unpacks it) / {root} はファイルです。text/ フォルダを渡してください\n{DOWNLOAD_HINT}")
     if not root.is_dir():
         raise CorpusError(f"livedoor corpus folder not found: {root} / "
                           f"livedoor コーパスのフォルダが見つかりません\n{DOWNLOAD_HINT}")
-    folders = sorted(p for p in root.iterdir() if p.is_dir() and any(p.glob("*.txt")))
-    if categories is not None:
-        folders = [p for p in folders if p.name in set(categories)]
-    if not folders:
-        raise CorpusError(f"no category folders with .txt files in {root} (expected text/<category>/"
-                          f"<category>-<id>.txt, e.g. {root}/sports-watch/) / .txt の入ったジャンルの"
-                          f"フォルダがありません\n{DOWNLOAD_HINT}")
-    label_names = [p.name for p in folders]
-    corpus = Corpus([], [], label_names, [], [])
-    files = [(k, f) for k, folder in enumerate(folders) for f in sorted(folder.glob("*.txt"))
+    folders, seen, not_classes = [], {root.resolve(), *root.resolve().parents}, []
+    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+        if categories is not None and folder.name not in set(categories):
+            continue
+        if folder.resolve() in seen:   # a link back to the corpus (or above it), or to a folder read already
+            not_classes.append(f"{folder.name} (a link to {folder.resolve()})")
+            continue
+        seen.add(folder.resolve())
+        folders.append(folder)
+    read: dict[str, list] = {folder.name: [] for folder in folders}
+    problems, examples = Counter(), {}
+    files = [(folder.name, f) for folder in folders for f in sorted(folder.glob("*.txt"))
              if f.name not in NOT_ARTICLES]
-    for label, path in tqdm(files, desc="read articles", mininterval=1.0):
+    for name, path in tqdm(files, desc="read articles", mininterval=1.0):
         text, problem, length = read_article(path, max_chars)
         if problem:
-            corpus.problems[problem] += 1
-            corpus.examples.setdefault(problem, []).append(str(path))
-            continue
-        corpus.texts.append(text)
-        corpus.labels.append(label)
-        corpus.paths.append(str(path))
-        corpus.lengths.append(length)
-    if not corpus.texts:
-        raise CorpusError(f"no readable article in {root}: {dict(corpus.problems)} / 読める記事が一つもありません")
+            problems[problem] += 1
+            examples.setdefault(problem, []).append(str(path))
+        else:
+            read[name].append((text, str(path), length))
+    not_classes += [f"{name} (no readable article)" for name, articles in read.items() if not articles]
+    label_names = [name for name, articles in read.items() if articles]
+    if not label_names:
+        raise CorpusError(f"no category folder with a readable article in {root} (expected text/<category>/"
+                          f"<category>-<id>.txt, e.g. {root}/sports-watch/; {dict(problems)}) / 読める記事の"
+                          f"入ったジャンルのフォルダがありません\n{DOWNLOAD_HINT}")
+    corpus = Corpus([], [], label_names, [], [], problems, examples)
+    for label, name in enumerate(label_names):
+        for text, path, length in read[name]:
+            corpus.texts.append(text)
+            corpus.labels.append(label)
+            corpus.paths.append(path)
+            corpus.lengths.append(length)
+    if not_classes:
+        _download.data_warning(
+            f"livedoor {root}", f"{len(not_classes)} folder(s) hold no article and are not categories: "
+            + ", ".join(sorted(not_classes)), {"folders without articles": len(not_classes)})
     corpus.differences = compare_counts(corpus.counts(), categories)
     if corpus.problems:
         _download.data_warning(
@@ -271,16 +300,28 @@ def split(corpus: Corpus, val_fraction: float = 0.1, test_fraction: float = 0.1,
 
 # ----------------------------------------------------------------------------- report
 def evaluate(y_true, y_pred, label_names) -> dict:
-    """Accuracy, macro F1, per-genre report and confusion matrix (the same for BERT and baseline)."""
+    """Accuracy, macro F1, per-genre report and confusion matrix (the same for BERT and baseline).
+
+    Macro F1 (and the report's averages) count the genres that occur, in the truth or the predictions:
+    a genre with no test article and never predicted has no F1, so it is left out (counted in
+    "absent", with a warning), instead of adding a 0 to the average."""
     from sklearn.metrics import accuracy_score, classification_report, confusion_matrix, f1_score
 
-    labels = list(range(len(label_names)))
+    present = sorted({int(y) for y in y_true} | {int(y) for y in y_pred})
+    absent = [name for k, name in enumerate(label_names) if k not in present]
+    if absent:
+        _download.data_warning("livedoor evaluation", f"{len(absent)} of {len(label_names)} genre(s) have no test "
+                               f"article and no prediction, left out of macro F1: {', '.join(absent)}",
+                               {"genres without test articles": len(absent)},
+                               ja="テストデータに記事がないジャンルがあります(マクロ F1 から除きました)")
     return {
         "accuracy": float(accuracy_score(y_true, y_pred)),
-        "macro_f1": float(f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)),
-        "report": classification_report(y_true, y_pred, labels=labels, target_names=list(label_names),
+        "macro_f1": float(f1_score(y_true, y_pred, labels=present, average="macro", zero_division=0)),
+        "report": classification_report(y_true, y_pred, labels=present,
+                                        target_names=[label_names[k] for k in present],
                                         output_dict=True, zero_division=0),
-        "confusion": confusion_matrix(y_true, y_pred, labels=labels).tolist(),
+        "confusion": confusion_matrix(y_true, y_pred, labels=list(range(len(label_names)))).tolist(),
+        "absent": absent,
     }
 
 
@@ -303,10 +344,10 @@ def accuracy_interval(accuracy: float, n: int, z: float = 1.96) -> dict:
 
 
 def report_table(result: dict, label_names):
-    """The per-genre report as a pandas DataFrame (precision, recall, f1, support)."""
+    """The per-genre report as a pandas DataFrame (precision, recall, f1, support) of the genres that occur."""
     import pandas as pd
 
-    rows = {JAPANESE_NAMES.get(n, n): result["report"][n] for n in label_names}
+    rows = {JAPANESE_NAMES.get(n, n): result["report"][n] for n in label_names if n in result["report"]}
     return pd.DataFrame(rows).T.round(3)
 
 
