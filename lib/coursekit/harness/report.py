@@ -313,7 +313,8 @@ def markdown(infos: list[RunInfo]) -> str:
                   for i in idle]
     warned = [i for i in infos if i.warnings]
     if warned:
-        lines += ["", "Runs whose data differs from the release (their results are not comparable as they are):", ""]
+        lines += ["", "Runs with data warnings (a corpus that differs from the release, skipped files or folders, "
+                  "sentences in two splits: check them before comparing results):", ""]
         lines += [f"- {i.notebook}/{i.run}: ⚠ {warning_text(w)}" for i in warned for w in i.warnings]
     return "\n".join(lines) + "\n"
 

@@ -66,7 +66,8 @@ class CorpusError(ValueError):
 
 
 class CorpusWarning(UserWarning):
-    """The data differs from the release (missing/extra parts, unreadable files, dropped lines)."""
+    """The data differs from the release or is odd (missing/extra parts, unreadable files or folders,
+    dropped lines, sentences in two splits)."""
 
 
 # ----------------------------------------------------------------------------- data warnings
