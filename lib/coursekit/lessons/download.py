@@ -489,8 +489,9 @@ def extract_tar(archive: Path, dest: Path) -> None:
                 if not target.is_relative_to(dest) or m.issym() or m.islnk() or m.isdev():
                     raise DownloadError(f"refusing to extract {m.name!r} from {archive}: "
                                         "it would write outside the target folder or is a link/device")
-            tar.extractall(dest, members=members, filter="data")
-    except tarfile.FilterError as exc:
+            # the 'data' filter exists from Python 3.11.4 (Debian bookworm has 3.11.2): the checks above suffice
+            tar.extractall(dest, members=members, **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))
+    except getattr(tarfile, "FilterError", ()) as exc:
         raise DownloadError(f"refusing to extract from {archive}: {exc}") from None
     except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
         raise DownloadError(f"{archive} is damaged or truncated ({type(exc).__name__}: {exc}): download it again "
