@@ -439,10 +439,10 @@ def prepare(shared: str | Path, *, only: str | None = None, skip: tuple[str, ...
     worker.manifest["profiles"] = sorted(set(worker.manifest.get("profiles", [])) | ({only} if only else set(PROFILES)))
     for item in items:
         worker.stage(item)
+    write_manifest(shared, worker.manifest)   # before the group pass, which must cover it too
     changed = share(shared, group, say)
     say(f"[prepare] {shared}: group-readable, not group-writable ({changed} mode/group changes) / "
         "グループから読めるようにしました")
-    write_manifest(shared, worker.manifest)
     return worker
 
 
