@@ -231,3 +231,203 @@ def test_transformers_export_loads_in_the_fill_mask_pipeline(exported):
     scores = [r["score"] for r in result]
     assert len(result) == 5 and scores == sorted(scores, reverse=True)
     assert fill.tokenizer("がぎ")["input_ids"] == exported["tokenizer"]("がぎ")["input_ids"]
+
+
+# ----------------------------------------------------------------------------- sparse prediction, accumulation
+def _sparse_and_full(tokenizer):
+    full = _tiny_model(tokenizer)
+    sparse = pretrain.SparseBertForMaskedLM(full.config)
+    sparse.load_state_dict(full.state_dict())
+    return sparse.eval(), full.eval()
+
+
+def test_sparse_prediction_gives_bert_for_masked_lm_loss_and_gradients(sample_tokenizer):
+    import torch
+    from transformers import DataCollatorForLanguageModeling
+
+    docs = [corpora.split_sentences(d) for d in sample_documents(6, seed=7)]
+    collator = pretrain.FixedMaskCollator(DataCollatorForLanguageModeling(sample_tokenizer))
+    batch = collator(pretrain.fixed_masks(pretrain.encode_documents(sample_tokenizer, docs, seq_len=32)[:4],
+                                          sample_tokenizer))
+    sparse, full = _sparse_and_full(sample_tokenizer)
+    assert isinstance(sparse, type(full)), "a BertForMaskedLM: the same weights and saved files"
+    a, b = sparse(**batch), full(**batch)
+    torch.testing.assert_close(a.loss, b.loss, rtol=1e-5, atol=1e-5)
+    assert a.logits.shape == ((batch["labels"] != -100).sum().item(), len(sample_tokenizer)), "masked positions only"
+    a.loss.backward()
+    b.loss.backward()
+    torch.testing.assert_close(sparse.bert.embeddings.word_embeddings.weight.grad,
+                               full.bert.embeddings.word_embeddings.weight.grad, rtol=1e-4, atol=1e-6)
+    no_labels = {k: v for k, v in batch.items() if k != "labels"}
+    torch.testing.assert_close(sparse(**no_labels).logits, full(**no_labels).logits), "fill-mask: every position"
+    # the Trainer's count of chosen tokens over the micro-batches of one step divides the sum
+    half = sparse(**batch, num_items_in_batch=2 * (batch["labels"] != -100).sum())
+    torch.testing.assert_close(half.loss, a.loss / 2)
+
+
+def test_gradient_accumulation_keeps_the_logged_loss_and_the_step(sample_tokenizer, tmp_path):
+    """batch 8 x accumulation 1 and batch 4 x accumulation 2 are the same optimizer steps: the logged
+    training loss stays on the same scale (BertForMaskedLM's mean loss would be doubled here)."""
+    from transformers import DataCollatorForLanguageModeling, Trainer, TrainingArguments
+
+    docs = [corpora.split_sentences(d) for d in sample_documents(40, seed=5)]
+    train = pretrain.encode_documents(sample_tokenizer, docs, seq_len=32)
+    logged = {}
+    for batch, accum in ((8, 1), (4, 2)):
+        args = TrainingArguments(output_dir=str(tmp_path / f"a{accum}"), max_steps=6, per_device_train_batch_size=batch,
+                                 gradient_accumulation_steps=accum, learning_rate=1e-3, logging_steps=2,
+                                 save_strategy="no", report_to="none", seed=0, use_cpu=True,
+                                 average_tokens_across_devices=False, disable_tqdm=True)
+        model = pretrain.SparseBertForMaskedLM(_tiny_model(sample_tokenizer).config)
+        trainer = Trainer(model=model, args=args, train_dataset=train,
+                          data_collator=pretrain.FixedMaskCollator(DataCollatorForLanguageModeling(sample_tokenizer)))
+        trainer.train()
+        logged[accum] = [r["loss"] for r in trainer.state.log_history if "loss" in r]
+        assert trainer.state.global_step == 6
+    assert len(logged[1]) == len(logged[2]) == 3
+    for one, two in zip(logged[1], logged[2]):
+        assert 0.8 < two / one < 1.25, logged
+
+
+# ----------------------------------------------------------------------------- masked-token accuracy, fill-mask
+def _rigged(tokenizer, favourites):
+    """A model whose vocabulary layer ranks `favourites` first, in that order, whatever the context."""
+    import torch
+
+    model = _tiny_model(tokenizer).eval()
+    with torch.no_grad():
+        for rank, token in enumerate(favourites):
+            model.cls.predictions.bias[token] = 100.0 - rank
+    return model
+
+
+def test_masked_accuracy_counts_mask_positions_and_the_unigram_guesser(sample_tokenizer):
+    docs = [corpora.split_sentences(d) for d in sample_documents(30, seed=8)]
+    blocks = pretrain.encode_documents(sample_tokenizer, docs, seq_len=32)
+    valid = pretrain.fixed_masks(blocks[-20:], sample_tokenizer, 0.15, seed=0)
+    mask = sample_tokenizer.mask_token_id
+    answers = [ex["labels"][i] for ex in valid for i, t in enumerate(ex["input_ids"]) if t == mask and ex["labels"][i] != -100]
+    chosen = sum(l != -100 for ex in valid for l in ex["labels"])
+    assert 0 < len(answers) < chosen, "random and unchanged tokens are not counted"
+    counts = pretrain.token_counts(blocks[:-20], len(sample_tokenizer))
+    assert counts[sample_tokenizer.cls_token_id] == counts[sample_tokenizer.sep_token_id] == 0
+    unigram = pretrain.unigram_accuracy(counts, valid, mask)
+    top = [int(i) for i in np.argsort(-counts, kind="stable")[:5]]
+    assert unigram["guesses"] == top and unigram["positions"] == len(answers)
+    assert unigram["top1"] == pytest.approx(sum(a == top[0] for a in answers) / len(answers))
+    assert unigram["topk"] == pytest.approx(sum(a in top for a in answers) / len(answers))
+    # a model that answers the unigram guesser's list scores exactly what the guesser scores
+    rigged = pretrain.masked_accuracy(_rigged(sample_tokenizer, top), valid, mask, batch_size=7)
+    assert (rigged["top1"], rigged["topk"], rigged["positions"]) == pytest.approx(
+        (unigram["top1"], unigram["topk"], len(answers)))
+    with pytest.raises(ValueError, match="no \\[MASK\\] position"):
+        pretrain.unigram_accuracy(counts, [{"input_ids": [4, 9, 5], "labels": [-100, -100, -100]}], mask)
+
+
+def test_encode_masked_has_no_word_start_piece_after_the_mask(sample_tokenizer):
+    tok = sample_tokenizer
+    original = tok("今日の天気は雨です。")["input_ids"]
+    pieces = tok.convert_ids_to_tokens(original)
+    k = pieces.index("雨") if "雨" in pieces else next(i for i, p in enumerate(pieces) if p.lstrip("▁") == "雨")
+    masked = pretrain.encode_masked(tok, "今日の天気は[MASK]です。")
+    assert masked == original[:k] + [tok.mask_token_id] + original[k + 1:]
+    naive = tok("今日の天気は[MASK]です。")["input_ids"]
+    assert len(naive) == len(masked) + 1, "the tokenizer alone puts a '▁' after [MASK]"
+    assert pretrain.encode_masked(tok, "[MASK]です。")[:2] == [tok.cls_token_id, tok.mask_token_id]
+
+
+def test_fill_mask_examples_hide_known_words_of_held_out_documents(sample_tokenizer):
+    tok = sample_tokenizer
+    docs = [corpora.split_sentences(d) for d in sample_documents(60, seed=9)]
+    counts = pretrain.token_counts(pretrain.encode_documents(tok, docs[:50], seq_len=64), len(tok))
+    examples = pretrain.fill_mask_examples(tok, docs[50:], counts, n=4, min_count=30, sentence_chars=(5, 60), seed=0)
+    assert len(examples) == 4
+    assert examples == pretrain.fill_mask_examples(tok, docs[50:], counts, n=4, min_count=30,
+                                                   sentence_chars=(5, 60), seed=0)
+    held_out = {s for d in docs[50:] for s in d}
+    for ex in examples:
+        assert ex["text"] in held_out and ex["ids"].count(tok.mask_token_id) == 1
+        assert ex["ids"][ex["position"]] == tok.mask_token_id and "[MASK]" in ex["masked"]
+        restored = ex["ids"][:ex["position"]] + [ex["answer_id"]] + ex["ids"][ex["position"] + 1:]
+        assert restored == tok(ex["text"])["input_ids"]
+        assert len(ex["answer"]) >= 2 and counts[ex["answer_id"]] >= 30
+    assert pretrain.fill_mask_examples(tok, docs[50:], counts, n=4, min_count=10 ** 9,
+                                       sentence_chars=(5, 60)) == [], "no word is known"
+    model = _rigged(tok, [ex["answer_id"] for ex in examples[:1]] + [7, 8, 9, 10])
+    top = pretrain.fill_mask(model, tok, examples[0]["ids"], top_k=5)
+    assert [p["id"] for p in top] == [examples[0]["answer_id"], 7, 8, 9, 10]
+    assert top[0]["token"] == examples[0]["answer"] and top[0]["score"] > 0.5
+
+
+# ----------------------------------------------------------------------------- notebook 02 from the export
+def test_the_fine_tuning_command_is_what_the_runner_parses():
+    import shlex
+
+    from coursekit.harness.runner import build_parser
+
+    paths = {"tf_config": Path("runs/x/export/tf/bert_config.json"),
+             "tf_checkpoint": Path("runs/x/export/tf/bert_model.ckpt"), "spm_model": Path("my runs/spiece.model")}
+    argv = pretrain.finetune_command(paths, profile="tiny", learning_rate=0.001, seed=2, per_category=300,
+                                     data_dir="data/text")
+    assert argv[:5] == ["python", "-m", "coursekit", "run", "notebooks/02_livedoor_bert.ipynb"]
+    args = build_parser().parse_args(argv[4:])
+    assert args.profile == "tiny" and dict(args.parameter) == {
+        "seed": "2", "per_category": "300", "data_dir": "data/text", "learning_rate": "0.001", "lowercase": "False",
+        "bert_config": "runs/x/export/tf/bert_config.json", "bert_checkpoint": "runs/x/export/tf/bert_model.ckpt",
+        "spm_model": "my runs/spiece.model"}
+    printed = pretrain.format_command(argv)
+    assert printed.count("\\\n") == 8 and shlex.split(printed.replace("\\\n", " ")) == argv
+    full = pretrain.finetune_command(paths, profile="full", learning_rate=2e-5, seed=0)
+    assert "per_category" not in full and "data_dir" not in full and full[full.index("learning_rate") + 1] == "2e-05"
+
+
+def test_livedoor_sources_are_recognised(tmp_path):
+    from ..corpora import write_sample_corpus
+
+    text = write_sample_corpus(tmp_path / "ldcc", per_category=3)
+    assert pretrain.is_livedoor("livedoor") and pretrain.is_livedoor("https://example.org/ldcc-20140209.tar.gz")
+    assert pretrain.is_livedoor(str(text)) and pretrain.is_livedoor(str(text.parent))
+    assert not pretrain.is_livedoor("data/jawiki-latest-pages-articles.xml.bz2")
+    assert not pretrain.is_livedoor(str(tmp_path))
+
+
+@pytest.mark.parametrize("per_category", [0, 10])
+def test_livedoor_pretraining_text_leaves_out_what_notebook_02_validates_and_tests_on(tmp_path, per_category):
+    """Notebook 02 splits all articles (full) or per_category per genre (tiny) with its seed: the
+    pre-training text holds none of either split's validation and test articles, and every other article."""
+    from coursekit.lessons import livedoor
+
+    from ..corpora import write_sample_corpus
+
+    text = write_sample_corpus(tmp_path / "ldcc", per_category=14, seed=3)
+    for seed in (0, 1):
+        docs = corpora.read_source(str(text), tmp_path / "work", seed=seed, per_category=per_category)
+        articles = livedoor.load_corpus(text, max_chars=0)
+        held_out = set()
+        for n in (0, per_category):
+            _, val, test = livedoor.split(livedoor.balanced_subset(articles, n, seed=seed), 0.1, 0.1, seed=seed)
+            held_out |= set(val.texts) | set(test.texts)
+        assert len(set(articles.texts)) == len(articles), "generated articles are all different"
+        assert not held_out & set(docs)
+        assert sorted(docs) == sorted(t for t in articles.texts if t not in held_out)
+        assert len(held_out) > (26 if per_category else 24), "both splits' articles are left out"
+
+
+def test_real_livedoor_pretraining_text_leaves_out_both_splits_of_notebook_02(tmp_path):
+    root = SHARED_DATA / "livedoor" / "text"
+    if not root.is_dir():
+        pytest.skip(f"livedoor corpus not found at {root}")
+    from coursekit.lessons import livedoor
+
+    docs = corpora.read_source(str(root), tmp_path, livedoor_cache=str(tmp_path / "no-download"), per_category=300)
+    tiny = livedoor.balanced_subset(livedoor.load_corpus(root, max_chars=510), 300, seed=0)
+    train, val, test = livedoor.split(tiny, 0.1, 0.1, seed=0)
+    assert len(val) == len(test) == 270
+    # what notebook 02 reads (the first 510 characters); the release has a few articles twice under two ids
+    read = {d[:510] for d in docs}
+    assert not read & set(val.texts + test.texts), "none of notebook 02 tiny's held-out articles, nor a copy"
+    _, full_val, full_test = livedoor.split(livedoor.load_corpus(root, max_chars=510), 0.1, 0.1, seed=0)
+    assert not read & set(full_val.texts + full_test.texts), "nor those of notebook 02 full"
+    missing = set(train.texts) - read - set(full_val.texts + full_test.texts)
+    assert len(missing) < 3, "the rest of notebook 02 tiny's training articles are there (but copies of held-out ones)"
+    assert 5300 < len(docs) < 5600

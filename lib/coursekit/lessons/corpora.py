@@ -133,14 +133,22 @@ def read_text_folder(folder: str | Path, pattern: str = "**/*.txt") -> Iterator[
 
 
 def read_livedoor(data_dir: str | Path = "", cache_dir: str | Path = "~/.cache/coursekit/livedoor",
-                  seed: int = 0) -> list[str]:
+                  seed: int = 0, per_category: int = 0) -> list[str]:
     """The livedoor articles of notebook 02's TRAINING split (title + body), so the articles that
-    notebook 02 tests on never appear in pre-training. Downloaded into cache_dir when data_dir is ''."""
+    notebook 02 validates and tests on never appear in pre-training. Downloaded into cache_dir when
+    data_dir is ''. Notebook 02 splits all articles (per_category 0) or a balanced subset (its tiny
+    profile: per_category 300), with the same seed: with `per_category` > 0 the articles that the
+    subset's split holds out are left out too, so both of 02's splits stay unseen. The release holds a
+    few articles twice under two ids: a copy of a held-out article is left out as well (same text, or the
+    same first 510 characters, what notebook 02 reads)."""
     from . import livedoor
 
     corpus = livedoor.load_corpus(livedoor.locate(data_dir, cache_dir), max_chars=0)
-    train, _, _ = livedoor.split(corpus, 0.1, 0.1, seed=seed)
-    return train.texts
+    held_out: set[str] = set()
+    for n in {0, max(0, per_category)}:
+        _, val, test = livedoor.split(livedoor.balanced_subset(corpus, n, seed=seed), 0.1, 0.1, seed=seed)
+        held_out |= {text[:510] for text in val.texts + test.texts}
+    return [text for text in corpus.texts if text[:510] not in held_out]
 
 
 def _is_livedoor(folder: Path) -> bool:
@@ -151,16 +159,18 @@ def _is_livedoor(folder: Path) -> bool:
 
 
 def read_source(source: str, work_dir: str | Path, *, livedoor_cache: str = "~/.cache/coursekit/livedoor",
-                processes: int = 2, seed: int = 0) -> list[str]:
+                processes: int = 2, seed: int = 0, per_category: int = 0) -> list[str]:
     """Documents from `source`: a Wikipedia dump (.xml.bz2 / .xml), "livedoor" (downloaded, or from
-    $COURSEKIT_MIRROR), the URL of a livedoor tarball, a livedoor text/ folder (training split), or
+    $COURSEKIT_MIRROR), the URL of a livedoor tarball, a livedoor text/ folder (training split; see
+    read_livedoor for `per_category`), or
     any folder of .txt files (one document per file). A dump given by a relative path that is not here
     (the default data/jawiki-...) is read from the prepared shared folder ($COURSEKIT_SHARED/data/
     wikipedia/) when it is there; missing there too, the error names the file and the prepare command."""
     from . import download
 
     if source == "livedoor" or (download.is_url(source) and source.endswith((".tar.gz", ".tgz"))):
-        return read_livedoor("" if source == "livedoor" else source, livedoor_cache, seed=seed)
+        return read_livedoor("" if source == "livedoor" else source, livedoor_cache, seed=seed,
+                             per_category=per_category)
     if source.endswith((".xml.bz2", ".xml")):
         source = download.shared_fallback(source, WIKI_FOLDER)
         if not Path(source).expanduser().exists() and download.shared_dir() is not None:
@@ -176,7 +186,7 @@ def read_source(source: str, work_dir: str | Path, *, livedoor_cache: str = "~/.
                           f"'livedoor', got the file {path} / コーパスには Wikipedia のダンプ、.txt のフォルダ、"
                           "'livedoor' のどれかを渡してください")
     if _is_livedoor(path):
-        return read_livedoor(path, livedoor_cache, seed=seed)
+        return read_livedoor(path, livedoor_cache, seed=seed, per_category=per_category)
     return list(read_text_folder(path))
 
 

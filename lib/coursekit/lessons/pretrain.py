@@ -21,7 +21,9 @@ from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 import numpy as np
-
+import torch
+from transformers import BertForMaskedLM
+from transformers.modeling_outputs import MaskedLMOutput
 from transformers.tokenization_utils_sentencepiece import SentencePieceBackend
 
 from .spm import load as load_sentencepiece
@@ -177,6 +179,168 @@ class FixedMaskCollator:
         return self.mlm(features)
 
 
+# ----------------------------------------------------------------------------- the model
+class SparseBertForMaskedLM(BertForMaskedLM):
+    """BertForMaskedLM that computes its vocabulary layer only at the chosen (masked) positions when it
+    is given labels: the same weights, the same loss, the same saved files, about half the work of a
+    training step of a small BERT (the vocabulary layer over every position costs about as much as the
+    encoder; cramming, Geiping & Goldstein 2022: "sparse token prediction"). Without labels (fill-mask,
+    the pipeline) it is BertForMaskedLM.
+
+    The loss is the sum over the chosen tokens divided by the Trainer's `num_items_in_batch` (the chosen
+    tokens of all the micro-batches of one optimizer step) when given: with gradient accumulation every
+    chosen token weighs the same, and the logged loss is the mean. (BertForMaskedLM's own mean loss under
+    transformers 5's Trainer, which leaves the normalisation to a model whose forward takes **kwargs,
+    comes out multiplied by the accumulation steps, its gradients too.)"""
+
+    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, labels=None,
+                num_items_in_batch=None, **kwargs):
+        if labels is None:
+            return super().forward(input_ids=input_ids, attention_mask=attention_mask,
+                                   token_type_ids=token_type_ids, **kwargs)
+        hidden = self.bert(input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
+                           return_dict=True).last_hidden_state
+        chosen = labels != -100
+        logits = self.cls(hidden[chosen])
+        total = torch.nn.functional.cross_entropy(logits.float(), labels[chosen], reduction="sum")
+        count = num_items_in_batch if num_items_in_batch is not None else chosen.sum().clamp(min=1)
+        return MaskedLMOutput(loss=total / count, logits=logits)
+
+
+# ----------------------------------------------------------------------------- what the model learned
+def _masked_positions(example: dict, mask_id: int) -> list[int]:
+    """Positions of an example with fixed masks where the input shows [MASK] and a label is set (the
+    10% of chosen tokens left unchanged would let a model score by copying its input)."""
+    return [i for i, (t, y) in enumerate(zip(example["input_ids"], example["labels"])) if y != -100 and t == mask_id]
+
+
+def masked_accuracy(model, examples: Sequence[dict], mask_id: int, k: int = 5, batch_size: int = 64) -> dict:
+    """How often the model's best guess (top-1) and its k best guesses (top-k) hold the hidden token, at
+    every [MASK] position of `examples` (fixed_masks output). Returns {"top1", "topk", "k", "positions"}."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    hit1 = hitk = n = 0
+    with torch.no_grad():
+        for start in range(0, len(examples), batch_size):
+            part = examples[start:start + batch_size]
+            width = max(len(ex["input_ids"]) for ex in part)
+            ids = torch.zeros((len(part), width), dtype=torch.long)
+            attention = torch.zeros_like(ids)
+            for row, ex in enumerate(part):
+                ids[row, :len(ex["input_ids"])] = torch.tensor(ex["input_ids"])
+                attention[row, :len(ex["input_ids"])] = 1
+            rows = [(row, pos) for row, ex in enumerate(part) for pos in _masked_positions(ex, mask_id)]
+            if not rows:
+                continue
+            hidden = model.bert(input_ids=ids.to(device), attention_mask=attention.to(device)).last_hidden_state
+            r, c = zip(*rows)
+            logits = model.cls(hidden[list(r), list(c)])
+            answers = torch.tensor([part[row]["labels"][pos] for row, pos in rows], device=device)
+            top = logits.topk(k, dim=-1).indices
+            hit1 += int((top[:, 0] == answers).sum())
+            hitk += int((top == answers[:, None]).any(dim=-1).sum())
+            n += len(rows)
+    model.train(was_training)
+    if n == 0:
+        raise ValueError("no [MASK] position in the examples: give examples from fixed_masks")
+    return {"top1": hit1 / n, "topk": hitk / n, "k": k, "positions": n}
+
+
+def token_counts(examples: Sequence[dict], vocab_size: int) -> np.ndarray:
+    """How often each token id occurs in training blocks ([CLS] and [SEP] left out)."""
+    ids = [i for ex in examples for i in ex["input_ids"][1:-1]]
+    return np.bincount(np.asarray(ids, dtype=np.int64), minlength=vocab_size)
+
+
+def unigram_accuracy(counts: np.ndarray, examples: Sequence[dict], mask_id: int, k: int = 5) -> dict:
+    """The guesser that ignores the context: it answers the most frequent training token (top-1) or the k
+    most frequent (top-k) at every [MASK] position. What masked-token accuracy must beat to show that a
+    model reads the context. Same keys as masked_accuracy, plus "guesses" (the top-k token ids)."""
+    guesses = [int(i) for i in np.argsort(-counts, kind="stable")[:k]]
+    answers = [ex["labels"][pos] for ex in examples for pos in _masked_positions(ex, mask_id)]
+    if not answers:
+        raise ValueError("no [MASK] position in the examples: give examples from fixed_masks")
+    return {"top1": sum(a == guesses[0] for a in answers) / len(answers),
+            "topk": sum(a in guesses for a in answers) / len(answers), "k": k, "positions": len(answers),
+            "guesses": guesses}
+
+
+def encode_masked(tokenizer, text: str) -> list[int]:
+    """Token ids of a sentence written with "[MASK]" (one or more): [CLS] pieces [SEP].
+
+    SentencePiece puts its word-start piece "▁" at the start of every piece of text it encodes, and the
+    tokenizer encodes the text after [MASK] as a new piece of text: "首都は[MASK]です。" would read
+    "[MASK] ▁ です", a "▁" that never follows a hidden word in training (where masks replace ids in
+    place). Here that "▁" is dropped, so the model sees what it saw in training."""
+    mask = tokenizer.mask_token
+    parts = text.split(mask)
+    ids: list[int] = []
+    for k, part in enumerate(parts):
+        piece_ids = tokenizer(part, add_special_tokens=False)["input_ids"] if part else []
+        if k > 0:
+            ids.append(tokenizer.mask_token_id)
+            pieces = tokenizer.convert_ids_to_tokens(piece_ids)
+            if pieces and pieces[0] == "▁":
+                piece_ids = piece_ids[1:]
+            elif pieces and pieces[0].startswith("▁") and pieces[0][1:] in tokenizer.get_vocab():
+                piece_ids = [tokenizer.convert_tokens_to_ids(pieces[0][1:]), *piece_ids[1:]]
+        ids += piece_ids
+    return [tokenizer.cls_token_id, *ids, tokenizer.sep_token_id]
+
+
+def fill_mask_examples(tokenizer, documents: Sequence[Sequence[str]], counts: np.ndarray, n: int = 8, *,
+                       min_count: int = 100, min_chars: int = 2, sentence_chars: tuple[int, int] = (12, 60),
+                       seed: int = 0) -> list[dict]:
+    """Held-out sentences with one word hidden that the model can know: a piece of `min_chars` or more
+    characters (a word, not a particle or a punctuation mark) that the training blocks hold `min_count`
+    times or more. At most one sentence per document, documents in a seeded random order.
+    Each: {"text", "masked", "answer", "answer_id", "ids" ([CLS] ... [MASK] ... [SEP]), "position"}."""
+    import random
+
+    rng = random.Random(seed)
+    order = list(range(len(documents)))
+    rng.shuffle(order)
+    out = []
+    for d in order:
+        for sentence in documents[d]:
+            if not sentence_chars[0] <= len(sentence) <= sentence_chars[1]:
+                continue
+            ids = tokenizer(sentence, add_special_tokens=False)["input_ids"]
+            pieces = tokenizer.convert_ids_to_tokens(ids)
+            known = [p for p, (i, piece) in enumerate(zip(ids, pieces))
+                     if len(piece.lstrip("▁")) >= min_chars and counts[i] >= min_count and piece != tokenizer.unk_token]
+            if not known:
+                continue
+            p = rng.choice(known)
+            shown = [tokenizer.mask_token if q == p else piece for q, piece in enumerate(pieces)]
+            out.append({"text": sentence, "masked": "".join(shown).replace("▁", " ").strip(),
+                        "answer": pieces[p].lstrip("▁") or pieces[p], "answer_id": ids[p],
+                        "ids": [tokenizer.cls_token_id, *ids[:p], tokenizer.mask_token_id, *ids[p + 1:],
+                                tokenizer.sep_token_id],
+                        "position": p + 1})
+            break
+        if len(out) >= n:
+            break
+    return out
+
+
+def fill_mask(model, tokenizer, ids: Sequence[int], top_k: int = 5) -> list[dict]:
+    """The top_k tokens the model puts at the first [MASK] of `ids`, with their probabilities:
+    [{"token", "id", "score"}] (the word-start piece "▁" shown as itself, not as an empty string)."""
+    position = list(ids).index(tokenizer.mask_token_id)
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        logits = model(input_ids=torch.tensor([list(ids)], device=next(model.parameters()).device)).logits
+    model.train(was_training)
+    probs = logits[0, position].softmax(-1)
+    top = probs.topk(top_k)
+    return [{"token": (tokenizer.convert_ids_to_tokens(int(i)).lstrip("▁")
+                       or tokenizer.convert_ids_to_tokens(int(i))), "id": int(i), "score": round(float(s), 4)}
+            for s, i in zip(top.values, top.indices)]
+
+
 # ----------------------------------------------------------------------------- curves
 def loss_curve(log_history: list[dict]) -> list[dict]:
     """Trainer's log history as points {"step", "loss"} and {"step", "eval_loss"}."""
@@ -274,3 +438,95 @@ def export_google(model, spiece_model: str | Path, out_dir: str | Path) -> dict[
     prefix = write_checkpoint(out, google_config(model), google_weights(model))
     shutil.copyfile(spiece_model, out / "spiece.model")
     return {"tf_config": out / "bert_config.json", "tf_checkpoint": prefix, "spm_model": out / "spiece.model"}
+
+
+# ----------------------------------------------------------------------------- notebook 02 from the export
+FINETUNE_NOTEBOOK = "notebooks/02_livedoor_bert.ipynb"
+LIFT_RESULTS = "benchmarks/results/pretrain_lift.json"
+
+
+def finetune_command(paths: dict, *, profile: str, learning_rate: float, seed: int,
+                     per_category: int | None = None, data_dir: str | Path = "") -> list[str]:
+    """The command line that fine-tunes the exported BERT in notebook 02, as a list of arguments.
+
+    The same profile as this run, notebook 02's split of the same `seed` (and, for livedoor, the same
+    `per_category` and `data_dir`), so that the articles 02 validates and tests on are the ones this
+    pre-training left out; `learning_rate` for a pre-trained start; `lowercase False` because the
+    export's SentencePiece model keeps case; the three exported files."""
+    argv = ["python", "-m", "coursekit", "run", FINETUNE_NOTEBOOK, "--profile", profile, "-p", "seed", str(seed)]
+    if per_category is not None:
+        argv += ["-p", "per_category", str(per_category)]
+    if data_dir:
+        argv += ["-p", "data_dir", str(data_dir)]
+    argv += ["-p", "learning_rate", f"{learning_rate:g}", "-p", "lowercase", "False",
+             "-p", "bert_config", str(paths["tf_config"]), "-p", "bert_checkpoint", str(paths["tf_checkpoint"]),
+             "-p", "spm_model", str(paths["spm_model"])]
+    return argv
+
+
+def format_command(argv: Sequence[str]) -> str:
+    """A command line to print: shell-quoted, one `-p NAME VALUE` per line."""
+    import shlex
+
+    lines, current = [], []
+    for arg in argv:
+        if arg == "-p" and current:
+            lines.append(" ".join(current))
+            current = []
+        current.append(shlex.quote(str(arg)))
+    lines.append(" ".join(current))
+    return " \\\n    ".join(lines)
+
+
+def find_lift_results(start: str | Path | None = None) -> Path | None:
+    """benchmarks/results/pretrain_lift.json of the kit's checkout above `start` (default: the current
+    folder), else above this module; None when the benchmark has not written it yet."""
+    here = Path(start or Path.cwd()).resolve()
+    for folder in (here, *here.parents, *Path(__file__).resolve().parents):
+        path = folder / LIFT_RESULTS
+        if path.is_file():
+            return path
+    return None
+
+
+def plot_lift(figures: dict):
+    """The lift of pre-training, from the figures of benchmarks/pretrain_lift.py: notebook 02's test
+    accuracy against the steps of pre-training (median of the seeds, bars from min to max; 0 steps is the
+    random start), with the TF-IDF baseline on the same text as a line (Japanese labels)."""
+    import matplotlib.pyplot as plt
+
+    from ..jpfont import use_japanese_font
+
+    use_japanese_font()
+    fig, ax = plt.subplots(figsize=(7, 4))
+    curve = sorted(figures["curve"], key=lambda p: p["steps"])
+    steps = [p["steps"] for p in curve]
+    med = [p["median"] for p in curve]
+    low = [m - min(p["accuracies"]) for m, p in zip(med, curve)]
+    high = [max(p["accuracies"]) - m for m, p in zip(med, curve)]
+    ax.errorbar(steps, med, yerr=[low, high], fmt="o-", capsize=4, label="事前学習した BERT(02 のテスト正解率)")
+    three = figures["three"]
+    ax.axhline(three["random"]["median"], color="tab:gray", ls="--", label="ランダムな初期値から")
+    ax.axhline(three["tfidf_same_text"]["median"], color="tab:green", ls=":", label="TF-IDF + SVM(同じ文字列)")
+    tiny = three["pretrained"].get("steps")
+    if tiny:
+        ax.axvline(tiny, color="tab:orange", lw=1, alpha=0.6, label=f"tiny プロファイル({tiny} ステップ)")
+    ax.set_xlabel("事前学習のステップ数")
+    ax.set_ylabel("ノートブック 02 のテスト正解率")
+    ax.set_title("事前学習の長さとファインチューニングの正解率")
+    ax.legend(fontsize="small", loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
+
+def is_livedoor(corpus: str) -> bool:
+    """True when notebook 04's `corpus` is the livedoor corpus: "livedoor", the URL of its tarball, or a
+    folder holding its category folders (text/ or its parent), what corpora.read_source reads as livedoor."""
+    from . import download, livedoor
+
+    if corpus == "livedoor" or (download.is_url(corpus) and corpus.endswith((".tar.gz", ".tgz"))):
+        return True
+    path = Path(corpus).expanduser()
+    root = path / "text" if (path / "text").is_dir() else path
+    return root.is_dir() and any((root / c).is_dir() for c in livedoor.CATEGORIES)
