@@ -1,21 +1,23 @@
 """Notebook 04 executed through the runner on generated text (tiny profile, shrunk further)."""
 from __future__ import annotations
 
+import json
 import math
+import shlex
 import shutil
 
 import pytest
 
 from coursekit.harness.runner import run_notebook
 
-from ..conftest import NOTEBOOKS
-from ..corpora import write_sample_folder
+from ..conftest import NOTEBOOKS, ROOT
+from ..corpora import write_sample_corpus, write_sample_folder
 
 pytestmark = pytest.mark.notebook
 NOTEBOOK = NOTEBOOKS / "04_bert_pretraining.ipynb"
 SMALL_RUN = {"valid_fraction": 0.05, "test_fraction": 0.05, "vocab_size": 150, "hidden_size": 64,
              "intermediate_size": 128, "batch_size": 16, "steps": 60, "learning_rate": 0.003,
-             "warmup_steps": 6, "eval_every": 30, "save_every": 30, "phase2_steps": 4,
+             "warmup_steps": 6, "eval_every": 30, "save_every": 30, "seq_len": 64, "phase2_steps": 4,
              "phase2_seq_len": 128, "fill_mask_sentences": "太郎は東京で本を[MASK]。|今日の天気は[MASK]です。"}
 
 
@@ -29,24 +31,43 @@ def _run(runs_dir, **params):
 
 
 def test_notebook_04_pretrains_exports_and_fills_masks(text_folder, runs_dir):
-    result = _run(runs_dir, corpus=str(text_folder))
+    """Both phases (phase 2 at a longer sequence, a few steps) and gradient accumulation (batch 8 x 2, the
+    same 16 sequences per optimizer step as the other runs)."""
+    result = _run(runs_dir, corpus=str(text_folder), batch_size=8, grad_accum=2)
     assert result.ok, result.error
     data, run = result.metrics, result.run_dir
     m = data["metrics"]
     assert data["status"] == "completed" and data["profile"] == "tiny" and data["params"]["steps"] == 60
     assert m["corpus"]["train"]["documents"] == 216 and m["corpus"]["valid"]["documents"] == 12
-    assert m["tokenizer_vocab"] == 150 and m["tokenizer_differences"] == 0
+    assert m["tokenizer_vocab"] == 150 and m["tokenizer_differences"] == 0 and m["effective_batch"] == 16
     assert m["valid_loss_before"] == pytest.approx(math.log(150), abs=0.5), "random init: about ln V"
     assert m["valid_loss_after"] < m["valid_loss_before"] - 0.5, "pre-training lowers the validation loss"
     assert m["perplexity_after"] < m["perplexity_before"]
     assert math.isfinite(m["valid_loss_after_phase2"])
     evals = [p for p in data["curves"]["loss"] if "eval_loss" in p]
     assert [p["step"] for p in evals] == [30, 60] and evals[-1]["eval_loss"] < m["valid_loss_before"]
+    # accumulated over 2 micro-batches, the logged training loss is still a mean per token (not doubled)
+    train_losses = [p["loss"] for p in data["curves"]["loss"] if "loss" in p]
+    assert len(train_losses) == 20 and max(train_losses) < math.log(150) + 0.5
     assert [p["step"] for p in data["curves"]["loss_phase2"] if "eval_loss" in p] == [4]
+    phase2 = json.loads((run / "work" / "phase2" / "final" / "trainer_state.json").read_text())
+    assert phase2["global_step"] == 4 and (run / "work" / "phase2" / "final" / "config.json").is_file()
+    acc = m["masked_accuracy"]
+    for name in ("before", "after", "unigram"):
+        assert 0.0 <= acc[name]["top1"] <= acc[name]["topk"] <= 1.0 and acc[name]["k"] == 5
+        assert acc[name]["positions"] == acc["after"]["positions"] > 20
+    assert acc["after"]["topk"] > acc["before"]["topk"], "the trained model guesses better than random weights"
+    assert len(acc["unigram"]["guesses"]) == 5
     fill = m["fill_mask"]
-    assert [f["sentence"] for f in fill] == ["太郎は東京で本を[MASK]。", "今日の天気は[MASK]です。"]
+    held_out, own = fill[:m["fill_mask_examples"]], fill[m["fill_mask_examples"]:]
+    assert [f["sentence"] for f in own] == ["太郎は東京で本を[MASK]。", "今日の天気は[MASK]です。"]
+    assert all(f["answer"] is None and f["hit"] is None for f in own)
+    assert all("[MASK]" in f["sentence"] and f["answer"] and isinstance(f["hit"], bool) for f in held_out)
+    assert m["fill_mask_top5_hits"] == sum(f["hit"] for f in held_out)
     assert all(len(f["predictions"]) == 5 and all(p["token"] for p in f["predictions"]) for f in fill)
     assert m["keras_bert_parameters"] > 0 and m["parameters"] > 0
+    assert m["finetune_command"][4:7] == ["notebooks/02_livedoor_bert.ipynb", "--profile", "tiny"]
+    assert "per_category" not in m["finetune_command"], "a folder of .txt files is not livedoor"
     assert {"corpus", "tokenizer", "encode", "evaluate-before", "pretrain-phase1", "pretrain-phase2",
             "evaluate-after", "export", "fill-mask"} <= set(data["phases"])
     for name in ("export/hf/config.json", "export/hf/model.safetensors", "export/hf/spiece.model",
@@ -56,7 +77,7 @@ def test_notebook_04_pretrains_exports_and_fills_masks(text_folder, runs_dir):
         assert (run / name).is_file(), name
     assert (run / "loss.png").stat().st_size > 10_000 and (run / "phases.png").is_file()
     html = result.html.read_text(encoding="utf-8")
-    assert result.html.is_file() and "BertForMaskedLM(config)" in html and "Traceback" not in html
+    assert result.html.is_file() and "SparseBertForMaskedLM(config)" in html and "Traceback" not in html
 
 
 def test_notebook_04_resumes_a_killed_phase_and_loads_a_finished_one(text_folder, runs_dir, tmp_path):
@@ -91,8 +112,6 @@ def test_notebook_04_refuses_a_sequence_longer_than_the_positions_before_running
 
 def test_notebook_04_max_steps_caps_each_phase(text_folder, runs_dir):
     """A smoke run: `-p max_steps 2` stops phase 1 (60 steps) and phase 2 (4 steps) after 2 steps each."""
-    import json
-
     result = _run(runs_dir, corpus=str(text_folder), max_steps=2)
     assert result.ok, result.error
     assert result.metrics["metrics"]["exercises"] == {"1": "todo", "2": "todo", "3": "open"}, "left undone"
@@ -112,3 +131,50 @@ def test_notebook_04_reference_solutions_are_right(text_folder, runs_dir):
     assert result.metrics["metrics"]["exercises"] == {"1": "correct", "2": "correct", "3": "open"}
     html = result.html.read_text(encoding="utf-8")
     assert html.count("正解です(解答例)") == 2 and "解答例:" in html
+
+
+def test_notebook_04_then_the_notebook_02_command_it_prints(runs_dir, tmp_path):
+    """The 04 -> 02 chain on a generated livedoor-format corpus: notebook 04 pre-trains without any article
+    that notebook 02 (per_category 10, seed 1) validates or tests on, and the command it prints, parsed from
+    its metrics.json and from its printed text, runs notebook 02 through the runner from the export."""
+    from coursekit.harness.runner import build_parser
+    from coursekit.lessons import corpora, livedoor
+
+    text = write_sample_corpus(tmp_path / "ldcc", per_category=14, seed=2)
+    pre = _run(runs_dir, corpus=str(text), livedoor_per_category=10, seed=1, vocab_size=300, steps=30,
+               eval_every=15, save_every=15, phase2_steps=0, fill_mask_examples=3)
+    assert pre.ok, pre.error
+    # none of 02's validation or test articles (its all-article split and its per_category split), the rest all
+    articles = livedoor.load_corpus(text, max_chars=0)
+    held_out = set()
+    for n in (0, 10):
+        _, val, test = livedoor.split(livedoor.balanced_subset(articles, n, seed=1), 0.1, 0.1, seed=1)
+        held_out |= {tuple(corpora.split_sentences(t, 5)) for t in val.texts + test.texts}
+    files = [f for split in ("train", "valid", "test") for f in sorted((pre.run_dir / "work" / "corpus" / split).glob("*.txt"))]
+    pretraining = {tuple(doc) for doc in corpora.read_layout(files)}
+    assert len(held_out) > 26 and not held_out & pretraining
+    assert len(pretraining) == len(articles) - len(held_out)
+
+    m = pre.metrics["metrics"]
+    argv = m["finetune_command"]
+    printed = pre.notebook.read_text(encoding="utf-8")
+    lines = json.loads(printed)["cells"]
+    shown = "".join(o.get("text", "") if isinstance(o.get("text", ""), str) else "".join(o["text"])
+                    for c in lines if c["cell_type"] == "code" for o in c.get("outputs", []))
+    block = []
+    for line in shown[shown.index("python -m coursekit run notebooks/02_livedoor_bert.ipynb"):].splitlines():
+        block.append(line.rstrip("\\"))
+        if not line.endswith("\\"):
+            break
+    assert shlex.split(" ".join(block)) == argv, "the printed command is the recorded one"
+    args = build_parser().parse_args(argv[4:])
+    given = dict(args.parameter)
+    assert args.profile == "tiny" and given["seed"] == "1" and given["per_category"] == "10"
+    assert given["data_dir"] == str(text) and given["lowercase"] == "False"
+    assert float(given["learning_rate"]) == pre.metrics["params"]["finetune_learning_rate"]
+    fine = run_notebook(ROOT / args.notebook, args.profile, args.parameter, runs_dir=runs_dir, quiet=True)
+    assert fine.ok, fine.error
+    f = fine.metrics["metrics"]
+    assert fine.metrics["params"]["bert_checkpoint"] == str(pre.run_dir / "export" / "tf" / "bert_model.ckpt")
+    assert f["bert_pretrained"] is True and f["bert_hidden_size"] == 64 and 0.0 <= f["accuracy"] <= 1.0
+    assert f["n_train"] + f["n_val"] + f["n_test"] == 90
