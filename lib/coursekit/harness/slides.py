@@ -43,6 +43,7 @@ SOURCES = {
     "bart": "benchmarks/results/bart_tiny_metrics.json",
     "pretrain": "benchmarks/results/pretrain_tiny_metrics.json",
     "livedoorbench": "benchmarks/results/livedoor.json",   # benchmarks/livedoor.py (all-article baseline)
+    "pretrainlift": "benchmarks/results/pretrain_lift.json",   # benchmarks/pretrain_lift.py (04 -> 02)
 }
 
 # {{source.key.path}}, {{source.key.path:FORMAT}}, {{source.key.path|table}} (|table:ROWS),
