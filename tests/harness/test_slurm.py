@@ -253,20 +253,14 @@ def test_warning_signal_checkpoints_requeues_and_resumes(slurm_env, tmp_path):
 
 
 # ----------------------------------------------------------------------------- real containers
+# Notebooks 00, 02, 03 and 04 as jobs in their images, sweeps in them, and multi-node jobs: tests/harness/
+# test_workshop.py runs every guide line that submits them, as a student on the workshop's cluster.
 # The CPU test images of defs/*.def (tests/harness/cpu_images.py: generated from the real files, built with
 # Apptainer, cached on this machine by the hash of their inputs). Where Apptainer cannot be had, the image
 # tests FAIL, unless COURSEKIT_NO_IMAGES=1 says this machine is not expected to build images.
 IMAGE_DEFS = sorted(p.stem for p in (ROOT / "defs").glob("*.def"))
-SMALL_02 = ("-p", "per_category", "0", "-p", "seq_len", "48", "-p", "vocab_size", "300", "-p", "epochs", "2",
-            "-p", "batch_size", "16", "-p", "learning_rate", "0.002")
 SMALL_03 = ("-p", "vocab_size", "120", "-p", "d_model", "32", "-p", "layers", "1", "-p", "max_length", "24",
             "-p", "batch_size", "16", "-p", "learning_rate", "0.003", "-p", "num_beams", "1", "-p", "examples", "3")
-SMALL_04 = ("-p", "valid_fraction", "0.05", "-p", "test_fraction", "0.05", "-p", "vocab_size", "150",
-            "-p", "hidden_size", "64", "-p", "intermediate_size", "128", "-p", "batch_size", "16",
-            "-p", "steps", "30", "-p", "learning_rate", "0.003", "-p", "warmup_steps", "3", "-p", "eval_every", "15",
-            "-p", "save_every", "15", "-p", "phase2_steps", "2", "-p", "phase2_seq_len", "128",
-            "-p", "fill_mask_sentences", "太郎は東京で本を[MASK]。")
-
 
 def _image_env(slurm_env, runtime):
     env = {**slurm_env, "PYTHON": "python3", "RUNTIME": runtime}
@@ -315,84 +309,6 @@ def containers_pins() -> dict[str, str]:
     from coursekit.harness import containers
 
     return containers.read_pins(ROOT / "requirements.txt")
-
-
-def _notebook_job_in_image(images, slurm_env, workdir, image_name, script, notebook, *args):
-    """Submit one notebook's sbatch script in a CPU test image, wait for it, check it COMPLETED inside the
-    image (job and daemon logs on failure); its run record."""
-    runtime, image = images[image_name]
-    env = _image_env(slurm_env, runtime)
-    job, t0 = _submit_in_image(env, workdir, f"sbatch/{script}.sbatch", image, "--profile", "tiny", *args)
-    state = _wait_done(env, job, 900 if notebook != "00_gpu_check" else 600)
-    assert state == "COMPLETED", _job_logs(workdir, env)
-    print(f"\n[jobs] notebook {notebook[:2]} in {image.name}: {time.monotonic() - t0:.0f} s")
-    folder = Path(env["COURSEKIT_RUNS"]) / notebook / job
-    data = _ran_in_image(folder, image, (workdir / f"logs/{script}-{job}.log").read_text())
-    return folder, data
-
-
-def test_notebook_00_runs_inside_the_image_as_a_slurm_job(images, slurm_env, tmp_path):
-    folder, data = _notebook_job_in_image(images, slurm_env, tmp_path, "transformers", "gpu_check", "00_gpu_check")
-    assert data["metrics"]["in_container"] is True
-    assert (folder / "00_gpu_check.html").is_file() and (folder / "00_gpu_check.ipynb").is_file()
-
-
-def test_notebook_02_runs_inside_the_keras_bert_image_as_a_slurm_job(images, slurm_env, tmp_path):
-    from ..corpora import write_sample_corpus
-
-    corpus = write_sample_corpus(tmp_path / "ldcc", per_category=14, seed=2)
-    folder, data = _notebook_job_in_image(images, slurm_env, tmp_path, "keras-bert", "livedoor", "02_livedoor_bert",
-                                          "-p", "data_dir", str(corpus), *SMALL_02)
-    assert data["metrics"]["corpus_articles"] == 126 and data["metrics"]["baseline_accuracy"] >= 0.8
-    assert (folder / "classifier.keras").is_file() and (folder / "02_livedoor_bert.html").is_file()
-
-
-def test_notebook_03_runs_inside_the_transformers_image_as_a_slurm_job(images, slurm_env, tmp_path):
-    from ..lessons.test_alt import write_parallel
-
-    data_dir = write_parallel(tmp_path / "data", sizes=(320, 32, 24))
-    _, data = _notebook_job_in_image(images, slurm_env, tmp_path, "transformers", "bart", "03_bart_translation",
-                                     "-p", "data_dir", str(data_dir), "-p", "epochs", "1", *SMALL_03)
-    m = data["metrics"]
-    assert m["training"]["global_step"] == 20
-    assert data["params"]["bleu_tokenize"] == "ja-mecab", "MeCab + ipadic are in the image: word BLEU"
-    assert m["bleu_tokenizer"] == "ja-mecab" and 0.0 <= m["bleu"] <= 100.0
-
-
-def test_notebook_04_runs_inside_the_transformers_image_as_a_slurm_job(images, slurm_env, tmp_path):
-    from ..corpora import write_sample_folder
-
-    text = write_sample_folder(tmp_path / "text", n_documents=240)
-    _, data = _notebook_job_in_image(images, slurm_env, tmp_path, "transformers", "pretrain", "04_bert_pretraining",
-                                     "-p", "corpus", str(text), *SMALL_04)
-    assert data["metrics"]["keras_bert_parameters"] > 0, "the keras-bert export loaded in the same image"
-
-
-def test_a_2_task_sweep_of_notebook_02_runs_inside_its_image(images, slurm_env, tmp_path):
-    from ..corpora import write_sample_corpus
-
-    runtime, image = images["keras-bert"]
-    env = _image_env(slurm_env, runtime)
-    corpus = write_sample_corpus(tmp_path / "ldcc", per_category=14, seed=2)
-    job, t0 = _submit_in_image(env, tmp_path, "sbatch/sweep.sbatch", image, "notebooks/02_livedoor_bert.ipynb",
-                               "--profile", "tiny", "-p", "data_dir", str(corpus), *SMALL_02, "-p", "epochs", "1",
-                               "-g", "learning_rate", "0.002,0.004", cpus=1)
-    runs = Path(env["COURSEKIT_RUNS"]) / "02_livedoor_bert"
-
-    def done(i):
-        path = runs / f"{job}_{i}" / "metrics.json"
-        return path.exists() and json.loads(path.read_text()).get("runner", {}).get("status") in (
-            "completed", "failed", "error")
-
-    try:
-        wait(lambda: done(0) and done(1), 1200, "2 sweep tasks")
-    except AssertionError:
-        raise AssertionError(_job_logs(tmp_path, env)) from None
-    print(f"\n[jobs] 2-task sweep of notebook 02 in {image.name}: {time.monotonic() - t0:.0f} s")
-    for i, lr in enumerate((0.002, 0.004)):
-        log = (tmp_path / f"logs/sweep-{job}_{i}.log").read_text()
-        data = _ran_in_image(runs / f"{job}_{i}", image, log)
-        assert data["params"]["learning_rate"] == lr and f"task {i}" in log
 
 
 def test_notebook_03_warned_in_its_image_checkpoints_requeues_and_resumes(images, slurm_env, tmp_path):
