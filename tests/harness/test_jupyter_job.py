@@ -27,6 +27,19 @@ URL = re.compile(r"^\s+http://localhost:(\d+)/lab\?token=([0-9a-f]{32,})$", re.M
 TUNNEL = re.compile(r"^\s+(ssh -N -L .+)$", re.M)
 
 
+def wait_for_url(env, job: str, workdir: Path, seconds: float) -> None:
+    """Wait until the JupyterLab job has printed its URL; fail with its logs when it ended first."""
+    log, err = workdir / f"logs/jupyter-{job}.log", workdir / f"logs/jupyter-{job}.err"
+
+    def started() -> bool:
+        state = field(env, job, "JobState")
+        assert state in ("PENDING", "CONFIGURING", "RUNNING"), \
+            f"job {job} {state}:\n{log.read_text() if log.exists() else ''}\n{err.read_text() if err.exists() else ''}"
+        return log.exists() and bool(URL.search(log.read_text()))
+
+    wait(started, seconds, "JupyterLab's URL in the job's log")
+
+
 def api(port: int, path: str, token: str | None):
     headers = {"Authorization": f"token {token}"} if token else {}
     req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", headers=headers)
@@ -60,13 +73,7 @@ def test_jupyterlab_job_serves_a_tiny_copy_over_loopback(workshop, tmp_path, mon
     job = proc.stdout.strip().split(";")[0]
     log, err = tmp_path / f"logs/jupyter-{job}.log", tmp_path / f"logs/jupyter-{job}.err"
     try:
-        def started() -> bool:
-            state = field(env, job, "JobState")
-            assert state in ("PENDING", "CONFIGURING", "RUNNING"), \
-                f"job {job} {state}:\n{log.read_text() if log.exists() else ''}\n{err.read_text() if err.exists() else ''}"
-            return log.exists() and bool(URL.search(log.read_text()))
-
-        wait(started, 240, "JupyterLab's URL in the job's log")
+        wait_for_url(env, job, tmp_path, 240)
         text = log.read_text()
         port, token = int(URL.search(text)[1]), URL.search(text)[2]
         node = field(env, job, "NodeList")
@@ -179,16 +186,10 @@ def test_jupyterlab_job_runs_inside_the_image(images, workshop, tmp_path):
                           text=True)
     assert proc.returncode == 0, proc.stderr
     job = proc.stdout.strip().split(";")[0]
-    log, err = tmp_path / f"logs/jupyter-{job}.log", tmp_path / f"logs/jupyter-{job}.err"
+    log = tmp_path / f"logs/jupyter-{job}.log"
     port = None
     try:
-        def started() -> bool:
-            state = field(env, job, "JobState")
-            assert state in ("PENDING", "CONFIGURING", "RUNNING"), \
-                f"job {job} {state}:\n{log.read_text() if log.exists() else ''}\n{err.read_text() if err.exists() else ''}"
-            return log.exists() and bool(URL.search(log.read_text()))
-
-        wait(started, 300, "JupyterLab's URL in the job's log")
+        wait_for_url(env, job, tmp_path, 300)
         text = log.read_text()
         port, token = int(URL.search(text)[1]), URL.search(text)[2]
         assert f"container: {image}" in text
