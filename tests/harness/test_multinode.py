@@ -20,6 +20,7 @@ Needs root on Linux with Slurm installable (.ci/run); elsewhere the tests skip w
 from __future__ import annotations
 
 import json
+import re
 import os
 import subprocess
 import sys
@@ -197,7 +198,7 @@ def test_a_warned_two_node_job_checkpoints_on_both_ranks_requeues_and_resumes(tw
     _ran_on_both_nodes(two_nodes, job, attempts=2)
     text = (tmp_path / f"logs/{script}-{job}.log").read_text(errors="replace")
     assert "data parallel: 2 processes on 2 node(s)" in text and "requeueing job" in text and "attempt 2" in text
-    assert text.count("resuming from") == 2, "both ranks resumed from the checkpoint"
+    assert len(re.findall(r"checkpoint-\d+ から再開します", text)) == 2, "both ranks resumed from the checkpoint"
     final = _one_run_folder(two_nodes, "03_bart_translation", job)
     first = json.loads((Path(two_nodes["COURSEKIT_RUNS"]) / "03_bart_translation" / job /
                         "metrics.attempt1.json").read_text())
