@@ -158,7 +158,9 @@ def test_two_tasks_on_two_nodes_train_like_one_process(two_nodes, tmp_path, note
         steps2 = [p for p in two["curves"]["loss"] if "eval_loss" in p]
         steps1 = [p for p in one["curves"]["loss"] if "eval_loss" in p]
         assert [p["step"] for p in steps2] == [p["step"] for p in steps1] == [20], "20 steps of 16 blocks each"
-        assert m2["valid_loss_before"] == pytest.approx(m1["valid_loss_before"], rel=1e-4), "the same start"
+        # the same weights and masks; 2 processes average their halves' mean losses, each over its own masked
+        # tokens (notebook 04's sparse masked-LM loss), 1 process takes one mean over all: 2.4e-4 apart, measured
+        assert m2["valid_loss_before"] == pytest.approx(m1["valid_loss_before"], rel=1e-3), "the same start"
         pairs = {"validation loss": (m2["valid_loss_after"], m1["valid_loss_after"])}
         assert m2["valid_loss_after"] < m2["valid_loss_before"] - 0.3, "the two nodes trained"
     for what, (a, b) in pairs.items():
