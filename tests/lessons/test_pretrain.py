@@ -431,3 +431,27 @@ def test_real_livedoor_pretraining_text_leaves_out_both_splits_of_notebook_02(tm
     missing = set(train.texts) - read - set(full_val.texts + full_test.texts)
     assert len(missing) < 3, "the rest of notebook 02 tiny's training articles are there (but copies of held-out ones)"
     assert 5300 < len(docs) < 5600
+
+
+def test_the_lift_results_are_found_and_drawn(tmp_path, monkeypatch):
+    import json
+
+    figures = {"three": {"seeds": [0, 1, 2], "random": {"values": [0.8, 0.81, 0.83], "median": 0.81, "min": 0.8, "max": 0.83},
+                         "pretrained": {"values": [0.84, 0.86, 0.87], "median": 0.86, "min": 0.84, "max": 0.87, "steps": 300},
+                         "tfidf_same_text": {"values": [0.9, 0.9, 0.91], "median": 0.9, "min": 0.9, "max": 0.91},
+                         "finetune_learning_rate": 0.001},
+               "curve": [{"steps": 0, "accuracies": [0.8, 0.81, 0.83], "median": 0.81},
+                         {"steps": 300, "accuracies": [0.84, 0.86, 0.87], "median": 0.86},
+                         {"steps": 1000, "accuracies": [0.88], "median": 0.88}]}
+    kit = tmp_path / "kit"
+    (kit / "benchmarks" / "results").mkdir(parents=True)
+    (kit / "notebooks").mkdir()
+    (kit / pretrain.LIFT_RESULTS).write_text(json.dumps({"figures": figures}))
+    assert pretrain.find_lift_results(kit / "notebooks") == kit / pretrain.LIFT_RESULTS
+    monkeypatch.chdir(kit / "notebooks")
+    assert pretrain.find_lift_results() == kit / pretrain.LIFT_RESULTS
+    fig = pretrain.plot_lift(figures)
+    ax = fig.axes[0]
+    xs, ys = ax.lines[0].get_data()
+    assert list(xs) == [0, 300, 1000] and list(ys) == [0.81, 0.86, 0.88]
+    assert ax.get_xlabel() == "事前学習のステップ数" and len(ax.get_legend().get_texts()) == 4
