@@ -18,7 +18,26 @@ from collections import Counter
 from pathlib import Path
 
 
-class FileServer:
+class LoopbackServer:
+    """An HTTP server on 127.0.0.1 in a thread of its own, started and stopped by `with` (subclasses give the
+    handler to `serve`)."""
+
+    def serve(self, handler) -> None:
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.httpd.daemon_threads = True
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.thread.join(timeout=10)
+
+
+class FileServer(LoopbackServer):
     def __init__(self, root: str | Path, chunk: int = 4096, pause: float = 0.02):
         self.root = Path(root)
         self.hits: Counter = Counter()
@@ -61,18 +80,7 @@ class FileServer:
                         self.wfile.flush()
                         time.sleep(server.pause)
 
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.serve(Handler)
 
     def url(self, mode: str, name: str) -> str:
         return f"http://127.0.0.1:{self.httpd.server_address[1]}/{mode}/{name}"
-
-    def __enter__(self) -> "FileServer":
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        self.thread.join(timeout=10)

@@ -18,17 +18,18 @@ import hashlib
 import http.server
 import json
 import re
-import threading
 from collections import Counter
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
+
+from .fileserver import LoopbackServer
 
 INFO = re.compile(r"^/api/models/(?P<repo>[^/]+/[^/]+)/revision/(?P<rev>[^/]+)$")
 TREE = re.compile(r"^/api/models/(?P<repo>[^/]+/[^/]+)/tree/(?P<rev>[^/]+)(?:/(?P<path>.*))?$")
 RESOLVE = re.compile(r"^/(?P<repo>[^/]+/[^/]+)/resolve/(?P<rev>[^/]+)/(?P<file>.+)$")
 
 
-class HubServer:
+class HubServer(LoopbackServer):
     def __init__(self, root: str | Path):
         self.root = Path(root)
         self.gets: Counter = Counter()
@@ -109,9 +110,7 @@ class HubServer:
                     return self._json(server.files(repo))
                 self._file(head=False)
 
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.serve(Handler)
 
     @property
     def endpoint(self) -> str:
@@ -139,12 +138,3 @@ class HubServer:
         for f in self.files(repo) if repo else []:
             digest.update(f"{f['path']} {f['oid']}\n".encode())
         return digest.hexdigest()
-
-    def __enter__(self) -> "HubServer":
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        self.thread.join(timeout=10)
