@@ -106,7 +106,7 @@ def test_doctor_names_a_partition_or_gpu_type_that_does_not_exist(workshop, tmp_
                           text=True, timeout=600)
     found = lines(proc)
     assert proc.returncode == 1
-    assert found["partition"].startswith("[FAIL]") and f"sinfo lists {WORKSHOP['partition']}" in found["partition"]
+    assert found["partition"].startswith("[FAIL]") and f"sinfo lists: {WORKSHOP['partition']}" in found["partition"]
     assert found["GPU type"].startswith("[FAIL]") and WORKSHOP["gpu_type"] in found["GPU type"]
     assert found["site"].startswith("[warn]") and "source /path/to/shared/site.env" in found["site"]
 

@@ -197,10 +197,10 @@ def check_partition(env: dict) -> list[Check]:
     default = next((p.rstrip("*") for p in raw if p.endswith("*")), None)
     wanted = env.get("SBATCH_PARTITION")
     checks = []
-    if wanted and wanted not in known:
-        checks.append(Check("partition", "FAIL", f"'{wanted}' (SBATCH_PARTITION) does not exist; sinfo lists "
-                            f"{', '.join(known)}", "set partition= in the site file to one of them / サイト設定の "
-                            "partition を直してください"))
+    problem = slurm.partition_problem(env, known)
+    if problem:
+        checks.append(Check("partition", "FAIL", problem, "set partition= in the site file to one of them / "
+                            "サイト設定の partition を直してください"))
     elif wanted:
         checks.append(Check("partition", "ok", f"{wanted} (sinfo lists {', '.join(known)})"))
     elif default:
@@ -210,10 +210,10 @@ def check_partition(env: dict) -> list[Check]:
                             f"{', '.join(known)}", "set partition= in the site file / サイト設定に partition を書いてください"))
     types = slurm.gpu_types(env) or []
     gpu = env.get(slurm.GPU_TYPE_VAR)
-    if gpu and gpu not in types:
-        checks.append(Check("GPU type", "FAIL", f"'{gpu}' ({slurm.GPU_TYPE_VAR}) is not on this cluster; sinfo "
-                            f"lists {', '.join(types) or 'no typed GPUs'}", "fix COURSEKIT_GPU_TYPE in the site "
-                            "file / サイト設定の GPU の種類を直してください"))
+    problem = slurm.gpu_type_problem(env, types)
+    if problem:
+        checks.append(Check("GPU type", "FAIL", problem, "fix COURSEKIT_GPU_TYPE in the site file / "
+                            "サイト設定の GPU の種類を直してください"))
     elif gpu:
         checks.append(Check("GPU type", "ok", f"{gpu} (gres types: {', '.join(types)})"))
     elif types:

@@ -177,20 +177,34 @@ def gpu_types(env: dict) -> list[str] | None:
     return sorted(types)
 
 
+def partition_problem(env: dict, known: list[str] | None = None) -> str | None:
+    """Why SBATCH_PARTITION cannot be used (the partition sinfo does not list), or None."""
+    partition = env.get("SBATCH_PARTITION")
+    known = known if known is not None else (partitions(env) if partition else None)
+    if partition and known is not None and partition not in known:
+        return (f"partition '{partition}' (SBATCH_PARTITION) does not exist; sinfo lists: {', '.join(known)} / "
+                f"パーティション '{partition}' はありません。あるのは {', '.join(known)} です")
+    return None
+
+
+def gpu_type_problem(env: dict, types: list[str] | None = None) -> str | None:
+    """Why the site's GPU type cannot be asked for (not among sinfo's gres types), or None."""
+    gpu = env.get(GPU_TYPE_VAR)
+    types = types if types is not None else (gpu_types(env) if gpu else None)
+    if gpu and types is not None and gpu not in types:
+        return (f"GPU type '{gpu}' ({GPU_TYPE_VAR}) is not on this cluster; sinfo lists: "
+                f"{', '.join(types) or 'no typed GPUs'} / GPU の種類 '{gpu}' はありません。"
+                f"あるのは {', '.join(types) or '(種類なし)'} です")
+    return None
+
+
 def check_site(env: dict) -> list[str]:
     """Refuse a partition or GPU type the cluster does not have; returns the lines that say what is used."""
     lines = []
-    partition = env.get("SBATCH_PARTITION")
-    known = partitions(env) if partition else None
-    if partition and known is not None and partition not in known:
-        raise SubmitError(f"partition '{partition}' (SBATCH_PARTITION) does not exist; sinfo lists: "
-                          f"{', '.join(known)} / パーティション '{partition}' はありません。あるのは {', '.join(known)} です")
+    problem = partition_problem(env) or gpu_type_problem(env)
+    if problem:
+        raise SubmitError(problem)
     gpu = env.get(GPU_TYPE_VAR)
-    types = gpu_types(env) if gpu else None
-    if gpu and types is not None and gpu not in types:
-        raise SubmitError(f"GPU type '{gpu}' ({GPU_TYPE_VAR}) is not on this cluster; sinfo lists: "
-                          f"{', '.join(types) or 'no typed GPUs'} / GPU の種類 '{gpu}' はありません。"
-                          f"あるのは {', '.join(types) or '(種類なし)'} です")
     used = [f"{what} {env[var]}" for what, var in SITE_SLURM if env.get(var)]
     if gpu:
         used.append(f"GPU type {gpu}")
