@@ -82,15 +82,18 @@ def test_sigterm_is_recorded_as_killed_and_keeps_the_notebook(tmp_path, runs_dir
     import sys
     import time
 
-    nb = write_notebook(tmp_path / "sleepy.ipynb", 'profile = "full"\nn = 120',
-                        "import time\nfor i in range(n):\n    print(i, flush=True)\n    time.sleep(0.5)")
+    started = tmp_path / "loop-started"
+    nb = write_notebook(tmp_path / "sleepy.ipynb", f'profile = "full"\nn = 120\nstarted = "{started}"',
+                        "import time\nopen(started, 'w').close()\nfor i in range(n):\n    print(i, flush=True)\n"
+                        "    time.sleep(0.5)")
     proc = subprocess.Popen([sys.executable, "-m", "coursekit", "run", str(nb), "--name", "k"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     folder = runs_dir / "sleepy" / "k"
-    deadline = time.time() + 120
-    while not (folder / "sleepy.ipynb").exists() and time.time() < deadline:
-        time.sleep(0.5)  # papermill writes the output notebook as soon as the kernel starts
-    time.sleep(4)  # well inside the 60-second loop cell
+    deadline = time.time() + 300
+    while not started.exists() and time.time() < deadline:
+        time.sleep(0.2)  # the loop cell runs: a signal now lands mid-cell however slowly the kernel started
+    assert started.exists(), "the loop cell never started"
+    time.sleep(2)  # well inside the 60-second loop cell
     proc.send_signal(signal.SIGTERM)  # what scancel and the time limit send
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 1 and "KILLED / 強制終了: received signal 15" in err and "時間切れ" in err

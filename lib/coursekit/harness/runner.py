@@ -16,6 +16,7 @@ import re
 import shutil
 import signal
 import sys
+import tempfile
 import threading
 import time
 from contextlib import contextmanager
@@ -80,14 +81,23 @@ def _record_outcome(run_dir: Path, notebook: Path, profile: str | None, params: 
     return data
 
 
-def _exit_recording_kernel_manager():
+def _exit_recording_kernel_manager(socket_dir: str):
     """A kernel manager class that remembers how the kernel process ended (its exit code; negative:
-    the signal that killed it), so a dead kernel can be told apart from an out-of-memory kill."""
+    the signal that killed it), so a dead kernel can be told apart from an out-of-memory kill.
+    The kernel talks over Unix sockets in `socket_dir` (a private folder), not TCP ports on 127.0.0.1:
+    jupyter_client picks a free port, releases it and the kernel binds it later, so kernels starting at
+    once on one node (several students' jobs, a sweep's tasks) could take the same port and die with
+    "Address already in use" (seen in the workshop test)."""
     from jupyter_client import AsyncKernelManager
 
     seen: dict[str, int] = {}
 
     class ExitRecordingKernelManager(AsyncKernelManager):
+        def __init__(self, **kwargs):
+            kwargs.setdefault("transport", "ipc")
+            kwargs.setdefault("ip", os.path.join(socket_dir, "kernel"))
+            super().__init__(**kwargs)
+
         async def _async_is_alive(self) -> bool:
             if self.owns_kernel and self.has_kernel and self.provisioner is not None:
                 code = await self.provisioner.poll()
@@ -199,7 +209,8 @@ def _execute(notebook: Path, out_nb: Path, values: dict, kernel: str, quiet: boo
     from nbclient.exceptions import DeadKernelError
     from papermill.exceptions import PapermillExecutionError
 
-    manager_class, kernel_exit = _exit_recording_kernel_manager()
+    socket_dir = tempfile.mkdtemp(prefix="coursekit-kernel-")   # 0700: this user's kernel only
+    manager_class, kernel_exit = _exit_recording_kernel_manager(socket_dir)
     try:
         papermill.execute_notebook(
             str(notebook), str(out_nb), parameters=values, kernel_name=kernel,
@@ -230,6 +241,8 @@ def _execute(notebook: Path, out_nb: Path, values: dict, kernel: str, quiet: boo
         error = f"{type(exc).__name__}: {exc}"
         say(f"\nFAILED / 失敗: {error}")
         return "failed", error
+    finally:
+        shutil.rmtree(socket_dir, ignore_errors=True)
     return "completed", None
 
 
