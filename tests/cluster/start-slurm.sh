@@ -200,7 +200,7 @@ JobCompLoc=$R/log/jobcomp.log
 MpiDefault=none
 MailProg=/bin/true
 ReturnToService=2
-MinJobAge=600
+MinJobAge=3600
 $overrides
 $gres_line
 ${node_lines%$'\n'}
