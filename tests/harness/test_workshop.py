@@ -352,7 +352,7 @@ def _command(tokens: list[str]) -> list[str]:
 def _wanted(tokens: list[str]) -> bool:
     tokens = _command(tokens)
     head = tokens[0] if tokens else ""
-    return head in ("sbatch", "srun", "salloc") or (
+    return head in ("sbatch", "srun", "salloc", "mkdir") or (
         "coursekit" in tokens[:3] and head in ("python", "python3", ".venv/bin/python", "coursekit"))
 
 
@@ -503,7 +503,7 @@ def _check_students_own_their_runs(students: list[Person], before: dict, shared:
                     reason="about 40 minutes on 2 cores (22 job lines, 30 jobs and array tasks): COURSEKIT_GUIDE_TEST=1 "
                            "runs it. It joins the default run once it has passed in full and CI's 90 minutes allow it")
 def test_every_command_in_the_guides_runs_as_written(people, workshop):
-    """Each sbatch / srun / `python -m coursekit` line of handson/, the README and the notebooks, typed by a
+    """Each sbatch / srun / mkdir / `python -m coursekit` line of handson/, the README and the notebooks, typed by a
     student account after `source site.env`, with the substitution rule of this module's docstring. The guides
     are shared out among the three students, whose jobs run side by side on the workshop partition (no line
     waits for a job unless it names one); the nodes are offline (COURSEKIT_OFFLINE=1, HF_HUB_OFFLINE=1: the
