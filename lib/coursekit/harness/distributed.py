@@ -130,9 +130,13 @@ def wait_for_run_dir(parent: Path, key: str, started: float, timeout: float = 60
 
 
 def rank_dir(stem: str, key: str, rank: int) -> Path:
-    """The scratch folder where rank `rank` > 0 executes the notebook (node-local temp space)."""
+    """The scratch folder where rank `rank` > 0 executes the notebook (node-local temp space), under a
+    folder of this user's own: a node's /tmp is shared by every user, and one fixed folder made by the
+    first user's job refused every other student's multi-process job (found by the workshop test)."""
     base = Path(os.environ.get("SLURM_TMPDIR") or tempfile.gettempdir())
-    folder = base / "coursekit-ranks" / f"{stem}-{key}" / f"rank{rank}"
+    mine = base / f"coursekit-ranks-{os.getuid()}"
+    mine.mkdir(mode=0o700, exist_ok=True)
+    folder = mine / f"{stem}-{key}" / f"rank{rank}"
     folder.mkdir(parents=True, exist_ok=True)
     return folder
 
