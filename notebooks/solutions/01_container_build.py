@@ -14,8 +14,8 @@ answer_1 = f"""From: tensorflow/tensorflow:{pinned['tensorflow']}-gpu
 # %% 演習 2
 # %environment runs top to bottom: HF_HOME keeps the job's value, HF_DATASETS_CACHE then defaults under it.
 environment = containers.parse_def(KIT / "defs" / "keras-bert.def").sections["environment"]
-job_env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": "/home/tanaka", "USER": "tanaka",
-           "HF_HOME": "/scratch/tanaka/hf"}
+home = os.path.expanduser("~")
+job_env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": home, "HF_HOME": f"{home}/hf"}
 answer_2 = subprocess.run(["bash", "-c", environment + '\necho "$HF_DATASETS_CACHE"'], env=job_env,
                           capture_output=True, text=True, check=True).stdout.strip()
 
