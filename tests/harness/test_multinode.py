@@ -248,6 +248,14 @@ def test_tf_workers_of_nodes_on_one_machine_get_a_port_each():
     assert here["tasks_per_node"] == {"127.0.0.1": 2} and here["gpus_per_node"] == 2 * here["gpus_per_task"]
     apart = distributed.tf_slurm_resolver_args({**step, "SLURM_STEP_NODELIST": "node-that-does-not-resolve[1-2]"})
     assert "tasks_per_node" not in apart and apart["port_base"] == here["port_base"] == distributed.tf_port_base(7)
+    # one task per node with two GPUs each (handson/08's --ntasks-per-node=1 --gpus-per-node=2): two replicas per
+    # worker where the GPUs exist; one (a CPU worker) where Slurm's ids name placeholder gres, as on this cluster
+    two_gpus = {**step, "SLURM_STEP_NODELIST": "node-that-does-not-resolve[1-2]", "CUDA_VISIBLE_DEVICES": "0,1"}
+    real = distributed.tf_slurm_resolver_args(two_gpus, gpus_present=True)
+    assert real["gpus_per_task"] == 2 and real["gpus_per_node"] == 2
+    placeholders = distributed.tf_slurm_resolver_args(two_gpus, gpus_present=False)
+    assert placeholders["gpus_per_task"] == 1 and placeholders["gpus_per_node"] == 1
+    assert distributed.tf_slurm_resolver_args(two_gpus)["gpus_per_task"] == (2 if distributed.gpu_devices_present() else 1)
     tf = pytest.importorskip("tensorflow")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     with pytest.MonkeyPatch.context() as mp:

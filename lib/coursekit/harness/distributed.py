@@ -192,7 +192,15 @@ def tf_port_base(job_id: str | int | None) -> int:
     return TF_PORT_BASE + (int(job_id) % TF_JOB_SLOTS) * TF_PORTS_PER_JOB
 
 
-def tf_slurm_resolver_args(environ: Mapping[str, str] | None = None, *, set_gpus: bool = True) -> dict:
+def gpu_devices_present() -> bool:
+    """Whether this node (or container: Apptainer binds the host's /dev) has an NVIDIA GPU device file. Slurm
+    sets CUDA_VISIBLE_DEVICES from the gres it allocated, which on a cluster whose gres are placeholders (the
+    kit's test cluster) names GPUs that do not exist."""
+    return any(Path("/dev").glob("nvidia[0-9]*"))
+
+
+def tf_slurm_resolver_args(environ: Mapping[str, str] | None = None, *, set_gpus: bool = True,
+                           gpus_present: bool | None = None) -> dict:
     """Arguments for `tf.distribute.cluster_resolver.SlurmClusterResolver` in an srun step where every task
     is one TensorFlow worker (MultiWorkerMirroredStrategy).
 
@@ -200,7 +208,10 @@ def tf_slurm_resolver_args(environ: Mapping[str, str] | None = None, *, set_gpus
     to indices 0, 1, ...; here instead:
       - every task sees all the node's GPUs (CUDA_VISIBLE_DEVICES lists at least as many as there are tasks
         on the node): this task keeps its own share, in the order Slurm listed them (set here when set_gpus);
-      - Slurm gave each task its own GPU already, or there is no GPU (CPU workers): nothing is changed.
+      - Slurm gave each task its own GPU already, or there is no GPU (CPU workers): nothing is changed;
+      - Slurm lists GPUs but the node has no GPU device (`gpus_present`, default: `gpu_devices_present()`): CPU
+        workers, one replica each. Told of 2 GPUs per task, MultiWorkerMirroredStrategy builds 2 replicas per
+        worker on devices that do not exist, and the workers' collectives wait for each other for ever.
     Several Slurm nodes that are all this one machine (the kit's two-node test cluster: one slurmd per node,
     each node named by a loopback address) are counted as one host: TensorFlow binds every worker to
     0.0.0.0:PORT, and the resolver gives the first task of every node the same port, so workers there need
@@ -212,6 +223,8 @@ def tf_slurm_resolver_args(environ: Mapping[str, str] | None = None, *, set_gpus
     local = _int(env, "SLURM_LOCALID", 0) or 0
     visible = [d.strip() for d in (env.get("CUDA_VISIBLE_DEVICES") or "").split(",")
                if d.strip() and d.strip() not in ("-1", "NoDevFiles")]
+    if visible and not (gpu_devices_present() if gpus_present is None else gpus_present):
+        visible = []   # placeholder gres: no GPU behind the ids
     args = {"port_base": tf_port_base(env.get("SLURM_JOB_ID")), "auto_set_gpu": False}
     if len(visible) >= tasks_here > 1 or (visible and tasks_here == 1):
         share = len(visible) // tasks_here
