@@ -1,4 +1,6 @@
 """Every committed notebook is clean (each notebook's own run test is tests/notebooks/test_<stem>.py)."""
+import re
+
 import nbformat
 import papermill
 import pytest
@@ -34,6 +36,19 @@ def test_parameters_cell_shows_every_value_with_a_comment(path):
     assert set(papermill.inspect_notebook(str(path))) == set(table), "papermill reads the same names"
     missing = [name for name, p in table.items() if not p.help]
     assert not missing, f"parameters without a comment: {missing}"
+    english = [name for name, p in table.items() if not JAPANESE.search(p.help)]
+    assert not english, f"a student reads each parameter's meaning in Japanese (handson/04): {english}"
+
+
+JAPANESE = re.compile(r"[\u3040-\u30ff\u4e00-\u9fff]")
+
+
+@pytest.mark.parametrize("path", sorted(NOTEBOOKS.glob("*.*.yaml")), ids=lambda p: p.name)
+def test_profile_files_say_why_in_japanese(path):
+    """A profile's comments say why it differs from the cell, in Japanese like the cell (commented lines only)."""
+    comments = [line.split("#", 1)[1] for line in path.read_text(encoding="utf-8").splitlines() if "#" in line]
+    english = [c.strip() for c in comments if c.strip() and not JAPANESE.search(c)]
+    assert comments and not english, f"{path.name}: comments in English: {english}"
 
 
 @pytest.mark.parametrize("path", ALL, ids=lambda p: p.name)
