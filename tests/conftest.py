@@ -43,6 +43,29 @@ def write_notebook(path: Path, parameters: str, *cells: str) -> Path:
     return path
 
 
+# Fixtures that stand for the machine's one test cluster and its CPU images (daemons, Unix accounts, image locks):
+# every test that uses one, directly or through another fixture, runs on the same pytest-xdist worker, in file order
+# (pyproject.toml: -n 2 --dist loadgroup), so the cluster starts once; the other tests run on the second worker.
+CLUSTER_FIXTURES = {"workshop", "images"}
+
+
+@pytest.hookimpl(tryfirst=True)   # before xdist's own hook, which turns the mark into the "@cluster" id suffix
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if CLUSTER_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.xdist_group("cluster"))
+
+
+def pytest_collection_finish(session):
+    """Two workers must never start two test clusters: stop if xdist did not group them (a pytest/xdist pair
+    where loadgroup is silently ignored, pytest-dev/pytest-xdist#1386)."""
+    if getattr(session.config.option, "loadgroup", False):
+        lost = [i.nodeid for i in session.items if i.get_closest_marker("xdist_group") and "@" not in i.nodeid]
+        if lost:
+            pytest.exit(f"pytest-xdist did not group the cluster tests ({lost[0]} ...): pin the pytest of "
+                        "requirements.txt (pytest-dev/pytest-xdist#1386)", returncode=3)
+
+
 @pytest.fixture(scope="session")
 def workshop(tmp_path_factory):
     """The workshop's test cluster (tests/harness/slurmjobs.py WORKSHOP: two nodes, partition `workshop`, typed

@@ -12,11 +12,15 @@ THE SUBSTITUTION RULE for guide commands (one rule, applied to every line; nothi
   1. a line that runs a notebook (sbatch/submit of a notebook script, `coursekit run`/`sweep`) runs its tiny
      profile as a smoke run: `--profile full` becomes `--profile tiny`, a line without --profile gets
      `--profile tiny`, and `-p max_steps 4 -p vocab_size 500` are added where the notebook trains (02, 03, 04) and
-     the line does not set them (a line's own `-p max_steps N` above 4 becomes 4): the full profile needs real GPUs and the real corpora, the generated corpora of
-     the shared folder hold fewer SentencePiece pieces than the tiny profile's 4,000, and 2 cores run every line;
+     the line does not set them (a line's own `-p max_steps N` above 4 becomes 4): the full profile needs real
+     GPUs and the real corpora, the generated corpora of the shared folder hold fewer SentencePiece pieces than
+     the tiny profile's 4,000, and 2 cores run every line;
   2. `<...>` placeholders get the values the student would type: <ジョブID> the last job that guide submitted
      (its array job for `<ジョブID>_*`), <種類> the site's GPU type;
-  3. lines that cannot run here are listed with the reason (NOT_HERE), never silently dropped.
+  3. lines that cannot run here are listed with the reason (NOT_HERE), never silently dropped;
+  4. a line runs once: one that another guide holds (up to the order of its -p/--profile options, see
+     same_command) or that the three students typed at once (FIRST_HOUR) is reported as run there, its jobs
+     checked there.
 Needs root on Linux (accounts, Slurm, Apptainer): .ci/run; elsewhere the tests skip with the reason.
 """
 from __future__ import annotations
@@ -192,7 +196,7 @@ def people(workshop, images):
     for student in students:
         _clone_kit(student)
     yield {"instructor": instructor, "students": students, "shared": shared, "base": base,
-           "prepared": made.stdout}
+           "prepared": made.stdout, "before": _snapshot(shared)}
     shutil.rmtree(base, ignore_errors=True)
     for student in students:
         shutil.rmtree(student.kit, ignore_errors=True)
@@ -264,34 +268,58 @@ def test_the_site_file_carries_partition_and_gpu_type_and_submit_refuses_wrong_o
 
 
 # ----------------------------------------------------------------------------- several students at once
-def test_three_students_run_the_first_hour_at_once(people, workshop):
-    """GPU check, notebook 02 tiny in its image and a 2-task sweep, submitted by three students back to back
-    (offline nodes: COURSEKIT_OFFLINE=1)."""
+# The first hour's jobs as handson/04 and handson/05 tell students to type them (GPU check, notebook 02 tiny in its
+# image, a 2-task sweep): all three students type them back to back. The guide-command test does not type these
+# lines again: it checks these jobs for them (one run of each line per student, not a fourth).
+FIRST_HOUR = [("handson/04_run_notebook.md", "sbatch sbatch/gpu_check.sbatch"),
+              ("handson/04_run_notebook.md", "sbatch sbatch/livedoor.sbatch --profile full -p epochs 3"),
+              ("handson/05_sweep.md", "sbatch --array=0-1 sbatch/sweep.sbatch notebooks/02_livedoor_bert.ipynb "
+                                      "-g learning_rate 1e-4,5e-4")]
+
+
+@pytest.fixture(scope="session")
+def first_hour(people, workshop):
+    """{substituted line: {student name: job id}} for FIRST_HOUR, every job ended; each line is one the guide holds."""
+    students = people["students"]
+    fill = {"<種類>": WORKSHOP["gpu_type"], "<ジョブID>": JOB_ID}
+    lines = []
+    for guide, typed in FIRST_HOUR:
+        assert shlex.split(typed) in guide_commands(ROOT / guide, fill), f"{guide} no longer says `{typed}`"
+        lines.append(shlex.join(substitute(shlex.split(typed), students[0].kit)))
+    for s in students:  # the guides' first line (handson/04: mkdir -p logs)
+        assert s.sh("mkdir -p logs").returncode == 0
+    jobs = {line: {s.name: _job_id(s.sh(line)) for s in students} for line in lines}
+    _wait_all({**workshop}, [j for by in jobs.values() for j in by.values()], 1800)
+    return jobs
+
+
+def test_three_students_run_the_first_hour_at_once(people, workshop, first_hour):
+    """GPU check, notebook 02 tiny in its image and a 2-task sweep, as handson/04 and 05 say, submitted by three
+    students back to back (offline nodes: COURSEKIT_OFFLINE=1): the jobs overlap in time, all complete."""
     shared, students = people["shared"], people["students"]
-    before = _snapshot(shared)
-    lines = ["python -m coursekit submit sbatch/gpu_check.sbatch --profile tiny",
-             "python -m coursekit submit sbatch/livedoor.sbatch --profile tiny -p epochs 1",
-             "python -m coursekit submit sbatch/sweep.sbatch notebooks/02_livedoor_bert.ipynb --profile tiny "
-             "-p epochs 1 -g learning_rate 1e-3,2e-3"]
-    jobs = {s.name: [_job_id(s.sh(line)) for line in lines] for s in students}
     env = {**workshop}
-    states = _wait_all(env, [j for js in jobs.values() for j in js], 1800)
+    states = _wait_all(env, [j for by in first_hour.values() for j in by.values()], 60)
     failed = {k: v for k, v in states.items() if v != "COMPLETED"}
     logs = "\n".join(f"--- {p}\n{p.read_text(errors='replace')[-2000:]}"
                      for s in students for p in sorted((s.kit / "logs").glob("*")) if failed)
     assert not failed, f"{failed}\n{logs}"
     assert len(states) == 12, states
+    gpu_line, bert_line, sweep_line = first_hour
     for student in students:
-        gpu, bert, sweep = jobs[student.name]
+        gpu, bert, sweep = (first_hour[line][student.name] for line in (gpu_line, bert_line, sweep_line))
         for job in (gpu, bert, sweep):
             assert field(env, job, "Partition") == WORKSHOP["partition"]
             assert field(env, job, "UserId").startswith(f"{student.name}(")
-        assert f"gpu:{WORKSHOP['gpu_type']}:1" in field(env, gpu, "TresPerNode")
         for log in (f"gpu_check-{gpu}.log", f"livedoor-{bert}.log", f"sweep-{sweep}_0.log", f"sweep-{sweep}_1.log"):
             assert f"container: {shared}/images/" in (student.kit / "logs" / log).read_text(), log
-        for folder in (student.kit / "runs" / "00_gpu_check" / gpu, student.kit / "runs" / "02_livedoor_bert" / bert):
+        for folder in (student.kit / "runs" / "00_gpu_check" / gpu, student.kit / "runs" / "02_livedoor_bert" / bert,
+                       student.kit / "runs" / "02_livedoor_bert" / f"{sweep}_0"):
             assert json.loads((folder / "metrics.json").read_text())["status"] == "completed", folder
-    _check_students_own_their_runs(students, before, shared)
+    # at the same time: every student's jobs were all submitted before any of the 12 tasks ended
+    ends = [field(env, j, "EndTime") for by in first_hour.values() for j in by.values()]
+    submits = [field(env, j, "SubmitTime") for by in first_hour.values() for j in by.values()]
+    assert max(submits) <= min(ends), (submits, ends)
+    _check_students_own_their_runs(students, people["before"], shared)
 
 
 # ----------------------------------------------------------------------------- a group cache
@@ -414,6 +442,24 @@ def substitute(tokens: list[str], kit: Path) -> list[str]:
     return out
 
 
+def same_command(tokens: list[str]) -> tuple:
+    """A line's form up to the order of its `-p NAME VALUE` and `--profile P` options (which the runner reads in
+    any order): README's `-p epochs 3 --profile tiny` is handson/04's `--profile tiny -p epochs 3`. The `-g`
+    options keep their order (it numbers a sweep's tasks)."""
+    kept, options, i = [], [], 0
+    while i < len(tokens):
+        if tokens[i] == "-p" and i + 2 < len(tokens):
+            options.append(tuple(tokens[i:i + 3]))
+            i += 3
+        elif tokens[i] == "--profile" and i + 1 < len(tokens):
+            options.append(tuple(tokens[i:i + 2]))
+            i += 2
+        else:
+            kept.append(tokens[i])
+            i += 1
+    return (*kept, *sorted(options))
+
+
 def _not_here(line: str) -> str | None:
     return next((why for pattern, why in NOT_HERE if re.search(pattern, line)), None)
 
@@ -505,15 +551,16 @@ def _check_students_own_their_runs(students: list[Person], before: dict, shared:
     assert _snapshot(shared) == before, "nothing in the shared folder changed"
 
 
-def test_every_command_in_the_guides_runs_as_written(people, workshop):
+def test_every_command_in_the_guides_runs_as_written(people, workshop, first_hour):
     """Each sbatch / srun / mkdir / `python -m coursekit` line of handson/, the README and the notebooks, typed by a
     student account after `source site.env`, with the substitution rule of this module's docstring. The guides
     are shared out among the three students, whose jobs run side by side on the workshop partition (no line
     waits for a job unless it names one); the nodes are offline (COURSEKIT_OFFLINE=1, HF_HUB_OFFLINE=1: the
-    corpora and images come from the shared folder). Each student's runs and logs are theirs alone."""
+    corpora and images come from the shared folder). Each student's runs and logs are theirs alone. The first
+    hour's lines (FIRST_HOUR) were typed by all three students at once (`first_hour`): their jobs are checked here."""
     students, env = people["students"], {**workshop}
-    before = _snapshot(people["shared"])
     report, jobs, ran, shown = [], [], {}, []
+    by_name = {s.name: s for s in students}
     for i, guide in enumerate(GUIDES):
         student = students[i % len(students)]
         last_job = ""
@@ -526,11 +573,19 @@ def test_every_command_in_the_guides_runs_as_written(people, workshop):
                 report.append((str(where), typed, "NOT RUN: " + (why or "a placeholder the student fills in")))
                 continue
             line = shlex.join(substitute(tokens, student.kit))
+            key = same_command(shlex.split(line))
             # the same line in another guide ran once, as written (a mkdir is each student's own folder: always)
-            if line in ran and JOB_ID not in line and _command(tokens)[:1] != ["mkdir"]:
-                report.append((str(where), line, f"the same line as in {ran[line]}: ran there"))
+            if key in ran and JOB_ID not in line and _command(tokens)[:1] != ["mkdir"]:
+                report.append((str(where), line, f"the same line as in {ran[key]}: ran there"))
                 continue
-            ran[line] = str(where)
+            ran[key] = str(where)
+            if line in first_hour:   # typed by every student at once before this test: their jobs are checked
+                for name, job in first_hour[line].items():
+                    jobs.append((by_name[name], tokens, job, str(where), line))
+                last_job = first_hour[line][student.name]
+                report.append((str(where), line, "typed by " + ", ".join(first_hour[line]) + " at once: jobs " +
+                               ", ".join(first_hour[line].values())))
+                continue
             if JOB_ID in line:
                 if not last_job:
                     report.append((str(where), typed, "NOT RUN: names a job this guide did not submit"))
@@ -573,5 +628,5 @@ def test_every_command_in_the_guides_runs_as_written(people, workshop):
     out.with_suffix(".out").write_text(printed, encoding="utf-8")
     print("\n" + printed)
     assert not failures, f"{len(failures)} of {len(jobs)} jobs are not what the guide says:\n" + "\n\n".join(failures)
-    _check_students_own_their_runs(students, before, people["shared"])
+    _check_students_own_their_runs(students, people["before"], people["shared"])
     assert jobs, "the guides submit jobs"

@@ -41,6 +41,7 @@ def test_bart_notebook_runs_on_generated_data(runs_dir, tmp_path):
     assert record["status"] == "completed" and record["runner"]["status"] == "completed"
     assert record["profile"] == "tiny" and record["params"]["max_train"] == record["params"]["max_test"] == 0, "tiny yaml applied"
     m = record["metrics"]
+    assert m["exercises"] == {"1": "todo", "2": "todo", "3": "open"}, "left undone: no error"
     assert m["pairs"] == {"train": 320, "validation": 32, "test": 24}
     assert 0.0 <= m["bleu"] <= 100.0 and 0.0 <= m["chrf"] <= 100.0 and m["sentences"] == 24
     assert m["bleu_tokenizer"] == "ja-mecab" and len(m["bleu_precisions"]) == 4
@@ -134,30 +135,22 @@ def test_preemption_callback_checkpoints_a_real_trainer_and_the_next_attempt_res
 
 
 @pytest.mark.notebook
-def test_max_steps_stops_training_early(runs_dir, tmp_path):
-    """A smoke run: `-p max_steps 2` stops the Trainer after 2 steps (2 epochs would be 40)."""
+def test_max_steps_smoke_run_with_the_reference_solutions(runs_dir, tmp_path):
+    """A smoke run: `-p max_steps 2` stops the Trainer after 2 steps (2 epochs would be 40); with
+    `-p solutions True` every checked exercise says 正解です (left undone they say todo:
+    test_bart_notebook_runs_on_generated_data)."""
     data = write_parallel(tmp_path / "data", sizes=(320, 16, 8))
-    proc = coursekit_cli("run", NOTEBOOK, "--profile", "tiny", "--name", "smoke", "--no-html",
-                         "-p", "data_dir", str(data), "-p", "epochs", "2", "-p", "max_steps", "2", *SMALL, env=ENV)
+    proc = coursekit_cli("run", NOTEBOOK, "--profile", "tiny", "--name", "smoke",
+                         "-p", "data_dir", str(data), "-p", "epochs", "2", "-p", "max_steps", "2",
+                         "-p", "solutions", "True", *SMALL, env=ENV)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    record = metrics(runs_dir / "03_bart_translation" / "smoke")
-    assert record["metrics"]["exercises"] == {"1": "todo", "2": "todo", "3": "open"}, "left undone: no error"
+    folder = runs_dir / "03_bart_translation" / "smoke"
+    record = metrics(folder)
     assert record["status"] == "completed" and record["params"]["max_steps"] == 2
     assert record["metrics"]["training"]["global_step"] == 2
     # progress lines in the runner's stdout (the job's log): training and translation
     assert "[train] step 1/2 (50%)" in proc.stdout and "[train] step 2/2 (100%)" in proc.stdout
     assert "[translate] item 1/1 (100%)" in proc.stdout
-
-
-@pytest.mark.notebook
-def test_reference_solutions_are_right(runs_dir, tmp_path):
-    """-p solutions True (on a smoke run): every checked exercise says 正解です."""
-    data = write_parallel(tmp_path / "data", sizes=(320, 16, 8))
-    proc = coursekit_cli("run", NOTEBOOK, "--profile", "tiny", "--name", "solutions",
-                         "-p", "data_dir", str(data), "-p", "epochs", "1", "-p", "max_steps", "2",
-                         "-p", "solutions", "True", *SMALL, env=ENV)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    folder = runs_dir / "03_bart_translation" / "solutions"
-    assert metrics(folder)["metrics"]["exercises"] == {"1": "correct", "2": "correct", "3": "open"}
+    assert record["metrics"]["exercises"] == {"1": "correct", "2": "correct", "3": "open"}
     html = (folder / "03_bart_translation.html").read_text(encoding="utf-8")
     assert html.count("正解です(解答例)") == 2 and "解答例:" in html

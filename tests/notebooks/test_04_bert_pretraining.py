@@ -38,6 +38,7 @@ def test_notebook_04_pretrains_exports_and_fills_masks(text_folder, runs_dir):
     data, run = result.metrics, result.run_dir
     m = data["metrics"]
     assert data["status"] == "completed" and data["profile"] == "tiny" and data["params"]["steps"] == 60
+    assert m["exercises"] == {"1": "todo", "2": "todo", "3": "open"}, "left undone: no error"
     assert m["corpus"]["train"]["documents"] == 216 and m["corpus"]["valid"]["documents"] == 12
     assert m["tokenizer_vocab"] == 150 and m["tokenizer_differences"] == 0 and m["effective_batch"] == 16
     assert m["valid_loss_before"] == pytest.approx(math.log(150), abs=0.5), "random init: about ln V"
@@ -110,11 +111,12 @@ def test_notebook_04_refuses_a_sequence_longer_than_the_positions_before_running
     assert not runs_dir.exists() or not any(runs_dir.rglob("metrics.json")), "nothing ran"
 
 
-def test_notebook_04_max_steps_caps_each_phase(text_folder, runs_dir):
-    """A smoke run: `-p max_steps 2` stops phase 1 (60 steps) and phase 2 (4 steps) after 2 steps each."""
-    result = _run(runs_dir, corpus=str(text_folder), max_steps=2)
+def test_notebook_04_max_steps_caps_each_phase_with_the_reference_solutions(text_folder, runs_dir):
+    """A smoke run: `-p max_steps 2` stops phase 1 (60 steps) and phase 2 (4 steps) after 2 steps each; with
+    `-p solutions True` every checked exercise says 正解です (left undone they say todo:
+    test_notebook_04_pretrains_exports_and_fills_masks)."""
+    result = _run(runs_dir, corpus=str(text_folder), max_steps=2, solutions=True)
     assert result.ok, result.error
-    assert result.metrics["metrics"]["exercises"] == {"1": "todo", "2": "todo", "3": "open"}, "left undone"
     assert result.metrics["params"]["max_steps"] == 2
     for phase in ("phase1", "phase2"):
         state = json.loads((result.run_dir / "work" / phase / "final" / "trainer_state.json").read_text())
@@ -122,12 +124,6 @@ def test_notebook_04_max_steps_caps_each_phase(text_folder, runs_dir):
     executed = result.notebook.read_text(encoding="utf-8")  # what the job's log shows too
     assert "[phase1] step 1/2 (50%)" in executed and "[phase2] step 2/2 (100%)" in executed
     assert "[encode (seq 64)] item 1/" in executed and "[evaluate: evaluate] batch" in executed
-
-
-def test_notebook_04_reference_solutions_are_right(text_folder, runs_dir):
-    """-p solutions True (on a smoke run): every checked exercise says 正解です."""
-    result = _run(runs_dir, corpus=str(text_folder), max_steps=2, phase2_steps=0, solutions=True)
-    assert result.ok, result.error
     assert result.metrics["metrics"]["exercises"] == {"1": "correct", "2": "correct", "3": "open"}
     html = result.html.read_text(encoding="utf-8")
     assert html.count("正解です(解答例)") == 2 and "解答例:" in html
