@@ -279,7 +279,8 @@ FIRST_HOUR = [("handson/04_run_notebook.md", "sbatch sbatch/gpu_check.sbatch"),
 
 @pytest.fixture(scope="session")
 def first_hour(people, workshop):
-    """{substituted line: {student name: job id}} for FIRST_HOUR, every job ended; each line is one the guide holds."""
+    """{same_command of the substituted line: {student name: job id}} for FIRST_HOUR, every job ended; each line is
+    one the guide holds."""
     students = people["students"]
     fill = {"<種類>": WORKSHOP["gpu_type"], "<ジョブID>": JOB_ID}
     lines = []
@@ -288,7 +289,7 @@ def first_hour(people, workshop):
         lines.append(shlex.join(substitute(shlex.split(typed), students[0].kit)))
     for s in students:  # the guides' first line (handson/04: mkdir -p logs)
         assert s.sh("mkdir -p logs").returncode == 0
-    jobs = {line: {s.name: _job_id(s.sh(line)) for s in students} for line in lines}
+    jobs = {same_command(shlex.split(line)): {s.name: _job_id(s.sh(line)) for s in students} for line in lines}
     _wait_all({**workshop}, [j for by in jobs.values() for j in by.values()], 1800)
     return jobs
 
@@ -579,12 +580,12 @@ def test_every_command_in_the_guides_runs_as_written(people, workshop, first_hou
                 report.append((str(where), line, f"the same line as in {ran[key]}: ran there"))
                 continue
             ran[key] = str(where)
-            if line in first_hour:   # typed by every student at once before this test: their jobs are checked
-                for name, job in first_hour[line].items():
+            if key in first_hour:   # typed by every student at once before this test: their jobs are checked
+                for name, job in first_hour[key].items():
                     jobs.append((by_name[name], tokens, job, str(where), line))
-                last_job = first_hour[line][student.name]
-                report.append((str(where), line, "typed by " + ", ".join(first_hour[line]) + " at once: jobs " +
-                               ", ".join(first_hour[line].values())))
+                last_job = first_hour[key][student.name]
+                report.append((str(where), line, "typed by " + ", ".join(first_hour[key]) + " at once: jobs " +
+                               ", ".join(first_hour[key].values())))
                 continue
             if JOB_ID in line:
                 if not last_job:
