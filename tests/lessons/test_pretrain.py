@@ -455,3 +455,23 @@ def test_the_lift_results_are_found_and_drawn(tmp_path, monkeypatch):
     xs, ys = ax.lines[0].get_data()
     assert list(xs) == [0, 300, 1000] and list(ys) == [0.81, 0.86, 0.88]
     assert ax.get_xlabel() == "事前学習のステップ数" and len(ax.get_legend().get_texts()) == 4
+
+
+def test_the_transfer_results_are_found_and_drawn_beside_the_random_start(tmp_path):
+    import json
+
+    kit = tmp_path / "kit"
+    (kit / "benchmarks" / "results").mkdir(parents=True)
+    accuracy = {key: {"values": [0.7 + i / 100], "median": 0.7 + i / 100, "min": 0.69 + i / 100, "max": 0.72 + i / 100}
+                for i, key in enumerate(pretrain.TRANSFER_STARTS)}
+    (kit / pretrain.TRANSFER_RESULTS).write_text(json.dumps({"figures": {"accuracy": accuracy}}))
+    assert pretrain.find_lift_results(kit, pretrain.TRANSFER_RESULTS) == kit / pretrain.TRANSFER_RESULTS
+    lift = {"three": {"random": {"median": 0.8, "min": 0.79, "max": 0.81},
+                      "tfidf_same_text": {"median": 0.88, "min": 0.87, "max": 0.9}}}
+    ax = pretrain.plot_transfer({"accuracy": accuracy}, lift).axes[0]
+    bars = [p.get_width() for p in ax.patches]
+    top_down = [t.get_text() for _, t in sorted(zip(ax.get_yticks(), ax.get_yticklabels()), key=lambda p: -p[0])]
+    assert bars == [0.8, 0.7, 0.71, 0.72, 0.73]            # 02 as it is first, then the four starts in order
+    assert top_down[0].startswith("02 の語彙") and top_down[1:] == list(pretrain.TRANSFER_STARTS.values())
+    assert ax.get_lines()[-1].get_xdata()[0] == 0.88       # the TF-IDF line
+    assert len(pretrain.plot_transfer({"accuracy": accuracy}).axes[0].patches) == 4

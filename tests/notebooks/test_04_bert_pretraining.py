@@ -9,6 +9,7 @@ import shutil
 import pytest
 
 from coursekit.harness.runner import run_notebook
+from coursekit.lessons import pretrain
 
 from ..conftest import NOTEBOOKS, ROOT
 from ..corpora import write_sample_corpus, write_sample_folder
@@ -77,6 +78,12 @@ def test_notebook_04_pretrains_exports_and_fills_masks(text_folder, runs_dir):
                  "work/phase1/final/trainer_state.json", "work/phase2/final/config.json"):
         assert (run / name).is_file(), name
     assert (run / "loss.png").stat().st_size > 10_000 and (run / "phases.png").is_file()
+    # section 12 shows the kit's committed benchmark figures: the lift and its parts
+    lift, transfer = m["lift_results"], m["transfer_results"]
+    assert lift["file"] == pretrain.LIFT_RESULTS and (run / "lift.png").is_file()
+    assert transfer["file"] == pretrain.TRANSFER_RESULTS and (run / "transfer.png").is_file()
+    assert transfer["weights"] == pytest.approx(transfer["pretrained"] - transfer["random_04_vocab"])
+    assert transfer["vocabulary"] == pytest.approx(transfer["random_04_vocab"] - lift["random"])
     html = result.html.read_text(encoding="utf-8")
     assert result.html.is_file() and "SparseBertForMaskedLM(config)" in html and "Traceback" not in html
 

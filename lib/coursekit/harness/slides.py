@@ -44,6 +44,7 @@ SOURCES = {
     "pretrain": "benchmarks/results/pretrain_tiny_metrics.json",
     "livedoorbench": "benchmarks/results/livedoor.json",   # benchmarks/livedoor.py (all-article baseline)
     "pretrainlift": "benchmarks/results/pretrain_lift.json",   # benchmarks/pretrain_lift.py (04 -> 02)
+    "pretraintransfer": "benchmarks/results/pretrain_transfer.json",   # benchmarks/pretrain_transfer.py
 }
 
 # {{source.key.path}}, {{source.key.path:FORMAT}}, {{source.key.path|table}} (|table:ROWS),

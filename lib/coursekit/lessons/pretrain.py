@@ -443,6 +443,14 @@ def export_google(model, spiece_model: str | Path, out_dir: str | Path) -> dict[
 # ----------------------------------------------------------------------------- notebook 02 from the export
 FINETUNE_NOTEBOOK = "notebooks/02_livedoor_bert.ipynb"
 LIFT_RESULTS = "benchmarks/results/pretrain_lift.json"
+TRANSFER_RESULTS = "benchmarks/results/pretrain_transfer.json"
+# benchmarks/pretrain_transfer.py's starts of notebook 02, in the order a lesson shows them
+TRANSFER_STARTS = {
+    "random_04_vocab": "04 の語彙、ランダムな重み",
+    "pretrained": "04 の語彙と重み(表示したコマンド)",
+    "random_04_vocab_zero_position": "04 の語彙、ランダムな重み、位置の埋め込み 0",
+    "pretrained_zero_position": "04 の語彙と重み、位置の埋め込み 0",
+}
 
 
 def finetune_command(paths: dict, *, profile: str, learning_rate: float, seed: int,
@@ -478,12 +486,13 @@ def format_command(argv: Sequence[str]) -> str:
     return " \\\n    ".join(lines)
 
 
-def find_lift_results(start: str | Path | None = None) -> Path | None:
-    """benchmarks/results/pretrain_lift.json of the kit's checkout above `start` (default: the current
-    folder), else above this module; None when the benchmark has not written it yet."""
+def find_lift_results(start: str | Path | None = None, name: str = LIFT_RESULTS) -> Path | None:
+    """benchmarks/results/pretrain_lift.json (or another results file `name`, e.g. TRANSFER_RESULTS) of
+    the kit's checkout above `start` (default: the current folder), else above this module; None when
+    the benchmark has not written it yet."""
     here = Path(start or Path.cwd()).resolve()
     for folder in (here, *here.parents, *Path(__file__).resolve().parents):
-        path = folder / LIFT_RESULTS
+        path = folder / name
         if path.is_file():
             return path
     return None
@@ -518,6 +527,36 @@ def plot_lift(figures: dict):
     fig.tight_layout()
     return fig
 
+
+def plot_transfer(transfer: dict, lift: dict | None = None):
+    """benchmarks/pretrain_transfer.py's test accuracies of notebook 02 from each start (median of the seeds,
+    bars from min to max), with notebook 02's own random start and TF-IDF from pretrain_lift.py's figures
+    `lift` when given (Japanese labels)."""
+    import matplotlib.pyplot as plt
+
+    from ..jpfont import use_japanese_font
+
+    use_japanese_font()
+    rows = [(label, transfer["accuracy"][key]) for key, label in TRANSFER_STARTS.items()
+            if key in transfer["accuracy"]]
+    if lift is not None:
+        rows.insert(0, ("02 の語彙、ランダムな重み(02 そのまま)", lift["three"]["random"]))
+    fig, ax = plt.subplots(figsize=(9, 0.5 * len(rows) + 1.5))
+    ys = list(range(len(rows)))[::-1]
+    med = [r["median"] for _, r in rows]
+    err = [[m - r["min"] for m, (_, r) in zip(med, rows)], [r["max"] - m for m, (_, r) in zip(med, rows)]]
+    ax.barh(ys, med, xerr=err, capsize=3, color=["tab:gray" if "ランダム" in label else "tab:blue"
+                                                   for label, _ in rows])
+    ax.set_yticks(ys, [label for label, _ in rows])
+    if lift is not None:
+        ax.axvline(lift["three"]["tfidf_same_text"]["median"], color="tab:green", ls=":", label="TF-IDF + SVM(同じ文字列)")
+        ax.legend(fontsize="small", loc="lower right")
+    low = min(r["min"] for _, r in rows)
+    ax.set_xlim(max(0.0, low - 0.1), 1.0)
+    ax.set_xlabel("02 のテスト正解率(シードの中央値。線は最小〜最大)")
+    ax.set_title("何から始めると 02 の正解率が変わるか")
+    fig.tight_layout()
+    return fig
 
 
 def is_livedoor(corpus: str) -> bool:

@@ -1,0 +1,171 @@
+"""What in notebook 04's export helps or hurts notebook 02? Its vocabulary, its weights, position embeddings.
+
+    .venv/bin/python benchmarks/pretrain_transfer.py --livedoor ../shared/data/livedoor/text [--seeds 0 1 2]
+    .venv/bin/python benchmarks/pretrain_transfer.py --quick     # a smoke test on generated text (minutes)
+
+pretrain_lift.py measures the whole chain (notebook 04 tiny, then the notebook 02 command it prints)
+against notebook 02's random start. The two differ in two things at once: the vocabulary (02 trains a BPE
+vocabulary on its own training split, the chain uses 04's unigram vocabulary) and the initial weights.
+This script separates them. For every seed it runs notebook 04 tiny once (leaving out that seed's
+validation and test articles, as pretrain_lift.py does) and then notebook 02 tiny four times, through
+the runner, with the same parameters as the command 04 prints except the checkpoint:
+
+- random_04_vocab: 04's vocabulary, random weights (the same initialisation as 02's own random start)
+- pretrained: 04's vocabulary and weights (the command as printed)
+- random_04_vocab_zero_position: as random_04_vocab, with the position embeddings set to zero
+- pretrained_zero_position: as pretrained, with the position embeddings set to zero
+
+Zero position embeddings make the encoder blind to word order at the start of fine-tuning (it can learn
+them back). If the pre-trained start does better than the random one once both have zero positions, the
+weights carry something the classifier uses. The variants run one after another (no timing here).
+Accuracies of notebook 02 tiny are deterministic for a seed
+on one machine; figures are medians of the seeds. Writes results/pretrain_transfer.json and .md.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent))
+from measure import RESULTS, Results, portable  # noqa: E402
+from pretrain_lift import NB02, QUICK_02, Chain, _check  # noqa: E402
+
+from coursekit.harness.runner import build_parser, run_notebook  # noqa: E402
+
+POSITION = "bert/embeddings/position_embeddings"
+VARIANTS = {
+    "random_04_vocab": "04's vocabulary, random weights",
+    "pretrained": "04's vocabulary and weights (the command 04 prints)",
+    "random_04_vocab_zero_position": "04's vocabulary, random weights, position embeddings zero",
+    "pretrained_zero_position": "04's vocabulary and weights, position embeddings zero",
+}
+
+
+def checkpoint(export: Path, out: Path, seed: int, *, pretrained: bool, zero_position: bool) -> Path:
+    """A checkpoint in out/ with export's config and SentencePiece model: its weights or random ones
+    (kerasbert.write_checkpoint with `seed`, as notebook 02's random start), position embeddings zeroed
+    if asked. Returns the checkpoint prefix."""
+    import shutil
+
+    import numpy as np
+    import tensorflow as tf
+
+    from coursekit.lessons import kerasbert
+
+    config = kerasbert.read_config(export / kerasbert.CONFIG_NAME)
+    shapes = kerasbert.checkpoint_shapes(config)
+    weights = {}
+    if pretrained:
+        reader = tf.train.load_checkpoint(str(export / kerasbert.CHECKPOINT_NAME))
+        weights = {name: reader.get_tensor(name) for name in shapes}
+    if zero_position:
+        weights[POSITION] = np.zeros(shapes[POSITION], np.float32)
+    prefix = kerasbert.write_checkpoint(out, config, weights, seed=seed)
+    shutil.copy2(export / "spiece.model", out / "spiece.model")
+    return prefix
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--livedoor", default="", help="livedoor text/ folder (required unless --quick)")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--quick", action="store_true", help="smoke test: generated corpus, one seed, tiny runs")
+    ap.add_argument("--out", type=Path, default=None, help="results folder (default: benchmarks/results; "
+                                                            "--quick: a temporary folder)")
+    ap.add_argument("--rewrite", action="store_true", help="write the .md again from the .json (no runs)")
+    args = ap.parse_args(argv)
+    if args.rewrite:
+        print(Results.rewrite("pretrain_transfer", markdown, args.out))
+        return 0
+    if not args.livedoor and not args.quick:
+        ap.error("--livedoor PATH is required (or --quick)")
+    with tempfile.TemporaryDirectory() as tmp:
+        scratch = Path(tmp)
+        corpus = args.livedoor
+        if args.quick:
+            args.seeds = args.seeds[:1]
+            if not corpus:
+                from tests.corpora import write_sample_corpus
+
+                corpus = str(write_sample_corpus(scratch / "ldcc", per_category=14, seed=2))
+        out = args.out or (Path(tempfile.mkdtemp(prefix="pretrain_transfer-")) if args.quick else RESULTS)
+        res = Results("pretrain_transfer", out)
+        res.add("data", f"livedoor {portable(str(Path(corpus).resolve()))}" if not args.quick or args.livedoor
+                else "generated livedoor-format corpus (tests.corpora, --quick)")
+        chain = Chain(str(Path(corpus).resolve()), scratch / "runs", args.quick)
+        rows = []
+        for seed in args.seeds:
+            pre = chain.pretrained(seed)        # notebook 04 tiny and the command it prints, as printed
+            argv = json.loads(Path(pre["metrics04"]).read_text(encoding="utf-8"))["metrics"]["finetune_command"]
+            parsed = build_parser().parse_args(argv[4:])
+            given = dict(map(tuple, parsed.parameter))
+            export = Path(given["bert_checkpoint"]).parent
+            extra = [(k, str(v)) for k, v in QUICK_02.items() if k != "per_category"] if args.quick else []
+            row = {"seed": seed, "pretrained": pre["accuracy"], "tfidf_same_text": pre["tfidf_same_text"],
+                   "command": pre["command"], "notebook04_s": pre["notebook04_s"]}
+
+            for name, pretrained, zero_position in (("random_04_vocab", False, False),
+                                                    ("random_04_vocab_zero_position", False, True),
+                                                    ("pretrained_zero_position", True, True)):
+                prefix = checkpoint(export, scratch / f"{name}-{seed}", seed,
+                                    pretrained=pretrained, zero_position=zero_position)
+                p = {**given, "bert_config": str(prefix.parent / "bert_config.json"),
+                     "bert_checkpoint": str(prefix), "spm_model": str(prefix.parent / "spiece.model")}
+                result = _check(run_notebook(NB02, parsed.profile, [*p.items(), *extra], runs_dir=chain.runs,
+                                             quiet=True), f"notebook 02 ({name}, seed {seed})")
+                row[name] = result.metrics["metrics"]["accuracy"]
+                print(f"seed {seed}: {name} {row[name]:.3f}", flush=True)
+            print(f"seed {seed}: pretrained (as printed) {row['pretrained']:.3f}", flush=True)
+            rows.append(row)
+        figures = {}
+        for name in VARIANTS:
+            values = [r[name] for r in rows]
+            figures[name] = {"values": values, "median": statistics.median(values), "min": min(values),
+                             "max": max(values)}
+        res.add("seeds", args.seeds)
+        res.add("accuracy", figures)
+        res.add("tfidf_same_text", statistics.median(r["tfidf_same_text"] for r in rows))
+        res.add("runs", rows)
+        res.write(markdown)
+    return 0
+
+
+def markdown(res: Results) -> list[str]:
+    f = res.data["figures"]
+    lines = [line for line in res.header("What in notebook 04's export helps notebook 02 (tiny profiles)")
+             if not line.startswith("Each time is the median")]     # accuracies here, no times
+    a = {k: v["median"] for k, v in f["accuracy"].items()}
+    lines += [f"Data: {f['data']}. Seeds {f['seeds']}: notebook 04 tiny once per seed (without that seed's "
+              "validation and test articles), then notebook 02 tiny from four starts, all with 04's vocabulary "
+              "and the parameters of the command 04 prints. Test accuracy of notebook 02:", "",
+              "| start of notebook 02 | median | min | max | per seed |", "|---|---:|---:|---:|---|"]
+    for name, label in VARIANTS.items():
+        r = f["accuracy"][name]
+        lines.append(f"| {label} | {r['median']:.3f} | {r['min']:.3f} | {r['max']:.3f} | "
+                     + ", ".join(f"{v:.3f}" for v in r["values"]) + " |")
+    lift = RESULTS / "pretrain_lift.json"
+    own = None
+    if lift.is_file():
+        own = json.loads(lift.read_text(encoding="utf-8"))["figures"]["three"]["random"]
+    lines += ["", f"TF-IDF + SVM on the same text (median): {f['tfidf_same_text']:.3f}."
+              + (f" Notebook 02's own random start (its BPE vocabulary, pretrain_lift.md): {own['median']:.3f} "
+                 f"({', '.join(f'{v:.3f}' for v in own['values'])}); vocabulary alone (04's minus 02's, random "
+                 f"weights): {(a['random_04_vocab'] - own['median']) * 100:+.1f} points." if own else ""), "",
+              f"Weights (pre-trained minus random, 04's vocabulary): {(a['pretrained'] - a['random_04_vocab']) * 100:+.1f} "
+              f"points; with zero position embeddings: "
+              f"{(a['pretrained_zero_position'] - a['random_04_vocab_zero_position']) * 100:+.1f} points. "
+              f"Zero instead of random position embeddings (random weights): "
+              f"{(a['random_04_vocab_zero_position'] - a['random_04_vocab']) * 100:+.1f} points.", ""]
+    lines += ["Read with pretrain_lift.md: notebook 02 tiny is deterministic for a seed on one machine, and the "
+              "'command 04 prints' row repeats that file's own pre-trained start per seed."]
+    return lines
+
+
+if __name__ == "__main__":
+    sys.exit(main())
