@@ -27,17 +27,24 @@ URL = re.compile(r"^\s+http://localhost:(\d+)/lab\?token=([0-9a-f]{32,})$", re.M
 TUNNEL = re.compile(r"^\s+(ssh -N -L .+)$", re.M)
 
 
+# the last line of the job's how-to-connect block: the URL, the copies' URLs and the tunnel are all above it
+# (waiting for the first URL alone raced with the lines after it on a loaded machine)
+BLOCK_END = "the job ends by itself at its time limit"
+
+
 def wait_for_url(env, job: str, workdir: Path, seconds: float) -> None:
-    """Wait until the JupyterLab job has printed its URL; fail with its logs when it ended first."""
+    """Wait until the JupyterLab job has printed its whole how-to-connect block (URL, copies, tunnel);
+    fail with its logs when it ended first."""
     log, err = workdir / f"logs/jupyter-{job}.log", workdir / f"logs/jupyter-{job}.err"
 
     def started() -> bool:
         state = field(env, job, "JobState")
         assert state in ("PENDING", "CONFIGURING", "RUNNING"), \
             f"job {job} {state}:\n{log.read_text() if log.exists() else ''}\n{err.read_text() if err.exists() else ''}"
-        return log.exists() and bool(URL.search(log.read_text()))
+        text = log.read_text() if log.exists() else ""
+        return bool(URL.search(text)) and BLOCK_END in text
 
-    wait(started, seconds, "JupyterLab's URL in the job's log")
+    wait(started, seconds, "JupyterLab's URL and instructions in the job's log")
 
 
 def api(port: int, path: str, token: str | None):
