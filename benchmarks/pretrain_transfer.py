@@ -39,7 +39,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 from measure import RESULTS, Results, portable  # noqa: E402
-from pretrain_lift import NB02, QUICK_02, Chain, _check  # noqa: E402
+from pretrain_lift import NB02, QUICK_02, Chain, _check, _median  # noqa: E402
 
 from coursekit.harness.runner import build_parser, run_notebook  # noqa: E402
 
@@ -143,19 +143,16 @@ def main(argv=None) -> int:
                     print(f"seed {seed}: {start} start at lr {lr:g}: {row[f'{start}_lr{lr:g}']:.3f}", flush=True)
             rows.append(row)
 
-        def summary(values):
-            return {"values": values, "median": statistics.median(values), "min": min(values), "max": max(values)}
-
         if not args.only_learning_rates:
             res.add("seeds", args.seeds)
-            res.add("accuracy", {name: summary([r[name] for r in rows]) for name in VARIANTS})
+            res.add("accuracy", {name: _median(rows, name) for name in VARIANTS})
             res.add("tfidf_same_text", statistics.median(r["tfidf_same_text"] for r in rows))
             res.add("runs", rows)
         if args.learning_rates:
             res.add("learning_rates", {
                 "seeds": args.seeds, "command_learning_rate": float(given["learning_rate"]),
-                "command": summary([r["pretrained"] for r in rows]),
-                "rates": [{"learning_rate": lr, **{start: summary([r[f"{start}_lr{lr:g}"] for r in rows])
+                "command": _median(rows, "pretrained"),
+                "rates": [{"learning_rate": lr, **{start: _median(rows, f"{start}_lr{lr:g}")
                                                    for start in ("pretrained", "random")}}
                           for lr in args.learning_rates]})
             res.add("learning_rate_runs", rows)
