@@ -150,33 +150,47 @@ def markdown(res: Results) -> list[str]:
     return lines
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def chain_options(description: str) -> argparse.ArgumentParser:
+    """The options of the benchmarks that run the 04 -> 02 chain (this one, pretrain_transfer.py)."""
+    ap = argparse.ArgumentParser(description=description)
     ap.add_argument("--livedoor", default="", help="livedoor text/ folder (required unless --quick)")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--curve-steps", type=int, nargs="*", default=[250, 500, 1000, 2000, 4000])
-    ap.add_argument("--curve-seeds", type=int, nargs="*", default=[0])
     ap.add_argument("--quick", action="store_true", help="smoke test: generated corpus, one seed, tiny runs")
     ap.add_argument("--out", type=Path, default=None, help="results folder (default: benchmarks/results; "
                                                             "--quick: a temporary folder)")
-    args = ap.parse_args(argv)
+    return ap
+
+
+def chain_data(ap, args, scratch: Path, name: str) -> tuple[str, Path, str]:
+    """The corpus folder (--quick without --livedoor: a generated one in `scratch`), the results folder
+    (--quick: a new temporary one unless --out) and the results' data label."""
     if not args.livedoor and not args.quick:
         ap.error("--livedoor PATH is required (or --quick)")
+    corpus = args.livedoor
+    if args.quick and not corpus:
+        from tests.corpora import write_sample_corpus
+
+        corpus = str(write_sample_corpus(scratch / "ldcc", per_category=14, seed=2))
+    out = args.out or (Path(tempfile.mkdtemp(prefix=f"{name}-")) if args.quick else RESULTS)
+    label = (f"livedoor {portable(str(Path(corpus).resolve()))}" if args.livedoor
+             else "generated livedoor-format corpus (tests.corpora, --quick)")
+    return str(Path(corpus).resolve()), out, label
+
+
+def main(argv=None) -> int:
+    ap = chain_options(__doc__.splitlines()[0])
+    ap.add_argument("--curve-steps", type=int, nargs="*", default=[250, 500, 1000, 2000, 4000])
+    ap.add_argument("--curve-seeds", type=int, nargs="*", default=[0])
+    args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         scratch = Path(tmp)
-        corpus = args.livedoor
+        corpus, out, label = chain_data(ap, args, scratch, "pretrain_lift")
         if args.quick:
             args.seeds, args.curve_seeds = args.seeds[:1], args.curve_seeds[:1]
             args.curve_steps = [10]
-            if not corpus:
-                from tests.corpora import write_sample_corpus
-
-                corpus = str(write_sample_corpus(scratch / "ldcc", per_category=14, seed=2))
-        out = args.out or (Path(tempfile.mkdtemp(prefix="pretrain_lift-")) if args.quick else RESULTS)
         res = Results("pretrain_lift", out)
-        chain = Chain(str(Path(corpus).resolve()), scratch / "runs", args.quick)
-        res.add("data", f"livedoor {portable(str(Path(corpus).resolve()))}" if not args.quick or args.livedoor
-                else "generated livedoor-format corpus (tests.corpora, --quick)")
+        chain = Chain(corpus, scratch / "runs", args.quick)
+        res.add("data", label)
         seeds = iter(args.seeds * 2)   # alternate() calls each variant once per round, in order
         pending: dict = {}
 

@@ -28,7 +28,6 @@ on one machine; figures are medians of the seeds. Writes results/pretrain_transf
 """
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import sys
@@ -38,8 +37,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
-from measure import RESULTS, Results, portable  # noqa: E402
-from pretrain_lift import NB02, QUICK_02, Chain, _check, _median  # noqa: E402
+from measure import RESULTS, Results  # noqa: E402
+from pretrain_lift import NB02, QUICK_02, Chain, _check, _median, chain_data, chain_options  # noqa: E402
 
 from coursekit.harness.runner import build_parser, run_notebook  # noqa: E402
 
@@ -77,12 +76,7 @@ def checkpoint(export: Path, out: Path, seed: int, *, pretrained: bool, zero_pos
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--livedoor", default="", help="livedoor text/ folder (required unless --quick)")
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--quick", action="store_true", help="smoke test: generated corpus, one seed, tiny runs")
-    ap.add_argument("--out", type=Path, default=None, help="results folder (default: benchmarks/results; "
-                                                            "--quick: a temporary folder)")
+    ap = chain_options(__doc__.splitlines()[0])
     ap.add_argument("--learning-rates", type=float, nargs="*", default=[],
                     help="fine-tuning learning rates to try for the pre-trained and the random start")
     ap.add_argument("--only-learning-rates", action="store_true",
@@ -92,24 +86,16 @@ def main(argv=None) -> int:
     if args.rewrite:
         print(Results.rewrite("pretrain_transfer", markdown, args.out))
         return 0
-    if not args.livedoor and not args.quick:
-        ap.error("--livedoor PATH is required (or --quick)")
+    if args.only_learning_rates and not args.learning_rates:
+        ap.error("--only-learning-rates needs --learning-rates")
     with tempfile.TemporaryDirectory() as tmp:
         scratch = Path(tmp)
-        corpus = args.livedoor
+        corpus, out, label = chain_data(ap, args, scratch, "pretrain_transfer")
         if args.quick:
             args.seeds = args.seeds[:1]
-            if not corpus:
-                from tests.corpora import write_sample_corpus
-
-                corpus = str(write_sample_corpus(scratch / "ldcc", per_category=14, seed=2))
-        out = args.out or (Path(tempfile.mkdtemp(prefix="pretrain_transfer-")) if args.quick else RESULTS)
-        if args.only_learning_rates and not args.learning_rates:
-            ap.error("--only-learning-rates needs --learning-rates")
         res = Results("pretrain_transfer", out, keep=args.only_learning_rates)
-        res.add("data", f"livedoor {portable(str(Path(corpus).resolve()))}" if not args.quick or args.livedoor
-                else "generated livedoor-format corpus (tests.corpora, --quick)")
-        chain = Chain(str(Path(corpus).resolve()), scratch / "runs", args.quick)
+        res.add("data", label)
+        chain = Chain(corpus, scratch / "runs", args.quick)
         rows = []
         for seed in args.seeds:
             pre = chain.pretrained(seed)        # notebook 04 tiny and the command it prints, as printed

@@ -457,6 +457,17 @@ def test_the_lift_results_are_found_and_drawn(tmp_path, monkeypatch):
     assert ax.get_xlabel() == "事前学習のステップ数" and len(ax.get_legend().get_texts()) == 4
 
 
+def test_the_best_length_within_the_budget_leaves_out_the_random_start_and_slow_lengths():
+    curve = [{"steps": 0, "accuracies": [0.9, 0.9, 0.9], "median": 0.9},           # no notebook 04 run
+             {"steps": 100, "accuracies": [0.80], "median": 0.80, "notebook04_s": [200]},
+             {"steps": 300, "accuracies": [0.79, 0.81, 0.82], "median": 0.81, "notebook04_s": [310, 330, 700]},
+             {"steps": 2000, "accuracies": [0.95], "median": 0.95, "notebook04_s": [900]}]
+    assert pretrain.best_within(curve, seconds=600)["steps"] == 300   # its median time 330 s is within
+    assert pretrain.best_within(curve, seconds=1000)["steps"] == 2000
+    assert pretrain.best_within(curve, seconds=250)["steps"] == 100
+    assert pretrain.best_within(curve, seconds=100) is None
+
+
 def test_the_transfer_results_are_found_and_drawn_beside_the_random_start(tmp_path):
     import json
 
@@ -475,3 +486,13 @@ def test_the_transfer_results_are_found_and_drawn_beside_the_random_start(tmp_pa
     assert top_down[0].startswith("02 の語彙") and top_down[1:] == list(pretrain.TRANSFER_STARTS.values())
     assert ax.get_lines()[-1].get_xdata()[0] == 0.88       # the TF-IDF line
     assert len(pretrain.plot_transfer({"accuracy": accuracy}).axes[0].patches) == 4
+    # the learning-rate rows: the four starts are labelled with the rate they were measured at, then each
+    # other rate's pre-trained and random start follow
+    rates = {"command_learning_rate": 0.001, "rates": [{"learning_rate": 0.002,
+             "pretrained": {"median": 0.81, "min": 0.79, "max": 0.82},
+             "random": {"median": 0.82, "min": 0.78, "max": 0.83}}]}
+    ax = pretrain.plot_transfer({"accuracy": accuracy, "learning_rates": rates}, lift).axes[0]
+    top_down = [t.get_text() for _, t in sorted(zip(ax.get_yticks(), ax.get_yticklabels()), key=lambda p: -p[0])]
+    assert [p.get_width() for p in ax.patches] == [0.8, 0.7, 0.71, 0.72, 0.73, 0.81, 0.82]
+    assert all(label.endswith("学習率 0.001") for label in top_down[1:5])
+    assert top_down[5:] == ["04 の語彙と重み、学習率 0.002", "02 の語彙、ランダムな重み、学習率 0.002"]

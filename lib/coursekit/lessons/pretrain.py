@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import statistics
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
@@ -447,7 +448,7 @@ TRANSFER_RESULTS = "benchmarks/results/pretrain_transfer.json"
 # benchmarks/pretrain_transfer.py's starts of notebook 02, in the order a lesson shows them
 TRANSFER_STARTS = {
     "random_04_vocab": "04 の語彙、ランダムな重み",
-    "pretrained": "04 の語彙と重み(表示したコマンド)",
+    "pretrained": "04 の語彙と重み",
     "random_04_vocab_zero_position": "04 の語彙、ランダムな重み、位置の埋め込み 0",
     "pretrained_zero_position": "04 の語彙と重み、位置の埋め込み 0",
 }
@@ -498,6 +499,14 @@ def find_lift_results(start: str | Path | None = None, name: str = LIFT_RESULTS)
     return None
 
 
+def best_within(curve: Sequence[dict], seconds: float) -> dict | None:
+    """The point of pretrain_lift.py's curve with the highest median accuracy among the pre-training lengths
+    whose notebook 04 run (median of its seeds' `notebook04_s`) took at most `seconds`; None if none did.
+    The 0-step point (no notebook 04 run) is not a length of pre-training and is left out."""
+    timed = [p for p in curve if p.get("notebook04_s") and statistics.median(p["notebook04_s"]) <= seconds]
+    return max(timed, key=lambda p: p["median"], default=None)
+
+
 def plot_lift(figures: dict):
     """The lift of pre-training, from the figures of benchmarks/pretrain_lift.py: notebook 02's test
     accuracy against the steps of pre-training (median of the seeds, bars from min to max; 0 steps is the
@@ -530,15 +539,21 @@ def plot_lift(figures: dict):
 
 def plot_transfer(transfer: dict, lift: dict | None = None):
     """benchmarks/pretrain_transfer.py's test accuracies of notebook 02 from each start (median of the seeds,
-    bars from min to max), with notebook 02's own random start and TF-IDF from pretrain_lift.py's figures
+    bars from min to max), then its learning-rate rows (pre-trained and random start at each other rate) when
+    the figures have them, with notebook 02's own random start and TF-IDF from pretrain_lift.py's figures
     `lift` when given (Japanese labels)."""
     import matplotlib.pyplot as plt
 
     from ..jpfont import use_japanese_font
 
     use_japanese_font()
-    rows = [(label, transfer["accuracy"][key]) for key, label in TRANSFER_STARTS.items()
+    rates = transfer.get("learning_rates") or {}
+    at = f"、学習率 {rates['command_learning_rate']:g}" if rates.get("command_learning_rate") else ""
+    rows = [(label + at, transfer["accuracy"][key]) for key, label in TRANSFER_STARTS.items()
             if key in transfer["accuracy"]]
+    for rate in rates.get("rates", []):
+        rows += [(f"{TRANSFER_STARTS['pretrained']}、学習率 {rate['learning_rate']:g}", rate["pretrained"]),
+                 (f"02 の語彙、ランダムな重み、学習率 {rate['learning_rate']:g}", rate["random"])]
     if lift is not None:
         rows.insert(0, ("02 の語彙、ランダムな重み(02 そのまま)", lift["three"]["random"]))
     fig, ax = plt.subplots(figsize=(9, 0.5 * len(rows) + 1.5))
