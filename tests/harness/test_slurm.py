@@ -133,6 +133,28 @@ def test_a_sweep_runs_in_the_image_of_its_notebooks_own_script(tmp_path, monkeyp
                      workdir=tmp_path, dry_run=True)
 
 
+@pytest.mark.parametrize("text, seconds", [("5", 300), ("05:30", 330), ("00:05:00", 300), ("1:00:00", 3600),
+                                           ("2-00", 172800), ("1-02:03", 93780), ("1-00:00:10", 86410),
+                                           ("UNLIMITED", None)])
+def test_slurm_time_limits_are_read_in_every_format(text, seconds):
+    assert slurm.slurm_seconds(text) == seconds
+
+
+def test_submit_refuses_a_time_limit_inside_the_warning_signal(tmp_path):
+    # gpu_check.sbatch warns 300 s before its limit (#SBATCH --signal=B:USR1@300): a 5-minute job would be
+    # told to stop as it starts (this reached a guide once and failed a job at random)
+    with pytest.raises(slurm.SubmitError, match=r"--time=00:05:00 \(300 s\) is not longer than the warning "
+                                                r"signal's 300 s.*時間の上限"):
+        slurm.submit("sbatch/gpu_check.sbatch", ["--profile", "tiny"], container="none", workdir=tmp_path,
+                     sbatch_options=["--time=00:05:00"], dry_run=True)
+    with pytest.raises(slurm.SubmitError, match="warning signal's 300 s"):
+        slurm.submit("sbatch/gpu_check.sbatch", [], container="none", workdir=tmp_path,
+                     sbatch_options=["-t4"], dry_run=True)
+    for options in (["--time=00:10:00"], ["--time=00:05:00", "--signal=B:USR1@60"], []):
+        assert slurm.submit("sbatch/gpu_check.sbatch", [], container="none", workdir=tmp_path,
+                            sbatch_options=options, dry_run=True) is None, options
+
+
 def test_submit_refuses_a_missing_container_and_creates_logs(tmp_path):
     with pytest.raises(slurm.SubmitError, match="build-container defs/keras-bert.def"):
         slurm.submit(ROOT / "sbatch/livedoor.sbatch", [], container=str(tmp_path / "keras-bert.sif"),

@@ -225,6 +225,54 @@ def typed_gpu_option(directives: dict[str, str], options: list[str], gpu_type: s
     return [f"--gpus-per-node={gpu_type}:{count}"]
 
 
+SLURM_TIME = re.compile(r"^(?:(\d+)-)?(\d+)(?::(\d+))?(?::(\d+))?$")
+
+
+def slurm_seconds(text: str) -> int | None:
+    """A Slurm time limit in seconds: "MM", "MM:SS", "HH:MM:SS", "D-HH", "D-HH:MM", "D-HH:MM:SS";
+    None for UNLIMITED/INFINITE or a value this does not read (sbatch itself will judge it)."""
+    m = SLURM_TIME.match(text.strip())
+    if not m:
+        return None
+    days, a, b, c = (int(g) if g else None for g in m.groups())
+    if days is not None:   # D-HH[:MM[:SS]]
+        return ((days * 24 + a) * 60 + (b or 0)) * 60 + (c or 0)
+    if c is not None:      # HH:MM:SS
+        return (a * 60 + b) * 60 + c
+    return a * 60 + (b or 0)   # MM or MM:SS
+
+
+def _option(options: list[str], directives: dict[str, str], long: str, short: str = "") -> str | None:
+    """The value of an sbatch option: the last one given on the command line, else the script's #SBATCH."""
+    value = None
+    for o in options:
+        if o.startswith(long + "="):
+            value = o[len(long) + 1:]
+        elif short and o.startswith(short) and len(o) > len(short):
+            value = o[len(short):].lstrip("=")
+    if value is not None:
+        return value
+    return directives.get(long, directives.get(short) if short else None)
+
+
+def check_warning_time(directives: dict[str, str], options: list[str]) -> None:
+    """Refuse a time limit that is not longer than the warning signal's lead (#SBATCH --signal=B:USR1@300):
+    Slurm would send the checkpoint-and-stop warning as soon as the job starts."""
+    signal, limit = _option(options, directives, "--signal"), _option(options, directives, "--time", "-t")
+    if not signal or not limit:
+        return
+    lead = int(signal.rsplit("@", 1)[1]) if "@" in signal and signal.rsplit("@", 1)[1].isdigit() else 60
+    seconds = slurm_seconds(limit)
+    if seconds is not None and seconds <= lead:
+        raise SubmitError(
+            f"--time={limit} ({seconds} s) is not longer than the warning signal's {lead} s (--signal={signal}): "
+            f"Slurm would ask the job to checkpoint and stop as soon as it starts. Give a longer --time "
+            f"(more than {lead // 60} min) or an earlier warning, e.g. --sbatch=--signal=B:USR1@60 / "
+            f"時間の上限 {limit} が、終了予告のシグナルの {lead} 秒より短いので、ジョブは始まってすぐに"
+            f"止めるよう言われます。--time を {lead // 60} 分より長くするか、--sbatch=--signal=B:USR1@60 のように"
+            "予告を短くしてください")
+
+
 # ----------------------------------------------------------------------------- submit
 def _log_folders(directives: dict[str, str], workdir: Path) -> list[Path]:
     folders = []
@@ -282,6 +330,7 @@ def submit(script: str | Path, script_args: list[str], *, container: str | None 
                   f"{folder.name}/ を作りました(ないと Slurm はジョブの出力を黙って捨てます)", file=out)
 
     options = list(sbatch_options)
+    check_warning_time(directives, options)
     options += typed_gpu_option(directives, options, env.get(GPU_TYPE_VAR))
     if job_command(script, [])[0] == "sweep":
         if not any(o.startswith(("--array", "-a")) for o in options):
