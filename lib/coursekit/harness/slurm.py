@@ -261,7 +261,8 @@ def check_warning_time(directives: dict[str, str], options: list[str]) -> None:
     signal, limit = _option(options, directives, "--signal"), _option(options, directives, "--time", "-t")
     if not signal or not limit:
         return
-    lead = int(signal.rsplit("@", 1)[1]) if "@" in signal and signal.rsplit("@", 1)[1].isdigit() else 60
+    _, at, after = signal.rpartition("@")
+    lead = int(after) if at and after.isdigit() else 60   # sbatch's default lead is 60 s
     seconds = slurm_seconds(limit)
     if seconds is not None and seconds <= lead:
         raise SubmitError(
