@@ -496,3 +496,45 @@ def test_the_transfer_results_are_found_and_drawn_beside_the_random_start(tmp_pa
     assert [p.get_width() for p in ax.patches] == [0.8, 0.7, 0.71, 0.72, 0.73, 0.81, 0.82]
     assert all(label.endswith("学習率 0.001") for label in top_down[1:5])
     assert top_down[5:] == ["04 の語彙と重み、学習率 0.002", "02 の語彙、ランダムな重み、学習率 0.002"]
+
+
+def test_neighbour_guesser_answers_what_stood_between_the_two_neighbours(sample_tokenizer):
+    from collections import Counter
+
+    docs = [corpora.split_sentences(d) for d in sample_documents(30, seed=8)]
+    blocks = pretrain.encode_documents(sample_tokenizer, docs, seq_len=32)
+    train, valid = blocks[:-20], pretrain.fixed_masks(blocks[-20:], sample_tokenizer, 0.15, seed=0)
+    mask, vocab = sample_tokenizer.mask_token_id, len(sample_tokenizer)
+    guesser = pretrain.NeighbourGuesser(train, vocab)
+    # by hand: what stood between each pair of tokens in the training blocks
+    between: dict[tuple[int, int], Counter] = {}
+    for ex in train:
+        ids = ex["input_ids"]
+        for i in range(1, len(ids) - 1):
+            between.setdefault((ids[i - 1], ids[i + 1]), Counter())[ids[i]] += 1
+    unigram = pretrain.unigram_accuracy(pretrain.token_counts(train, vocab), valid, mask)["guesses"]
+    hit1 = hit5 = seen = n = 0
+    for ex in valid:
+        ids = ex["input_ids"]
+        for pos, (t, y) in enumerate(zip(ids, ex["labels"])):
+            if y == -100 or t != mask:
+                continue
+            counts = between.get((ids[pos - 1], ids[pos + 1]), Counter())
+            top = [tok for tok, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))][:5]
+            top += [tok for tok in unigram + list(range(vocab)) if tok not in top][:5 - len(top)]
+            assert guesser.guesses(ids[pos - 1], ids[pos + 1]) == top
+            hit1, hit5, seen, n = hit1 + (top[0] == y), hit5 + (y in top), seen + bool(counts), n + 1
+    acc = guesser.accuracy(valid, mask)
+    assert acc["positions"] == n > 0 and acc["k"] == 5
+    assert (acc["top1"], acc["topk"], acc["seen"]) == pytest.approx((hit1 / n, hit5 / n, seen / n))
+    assert 0 < acc["seen"] < 1, "some pairs were never seen (a neighbour that is itself [MASK])"
+    # a pair never seen: the unigram guesser's answers
+    assert guesser.guesses(mask, mask) == unigram and not guesser.seen(mask, mask)
+    # a word its neighbours always surround is found every time
+    a, b, c = 10, 11, 12
+    fixed = pretrain.NeighbourGuesser([{"input_ids": [1, a, b, c, 2]}] * 3 + [{"input_ids": [1, a, 13, 14, 2]}], 20)
+    assert fixed.guesses(a, c, k=2) == [b, a] and fixed.seen(a, c)
+    with pytest.raises(ValueError, match="no \\[MASK\\] position"):
+        guesser.accuracy([{"input_ids": [4, 9, 5], "labels": [-100, -100, -100]}], mask)
+    with pytest.raises(ValueError, match="no training blocks"):
+        pretrain.NeighbourGuesser([], vocab)

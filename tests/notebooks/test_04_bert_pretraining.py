@@ -60,12 +60,16 @@ def test_notebook_04_pretrains_exports_and_fills_masks(text_folder, runs_dir):
         assert acc[name]["positions"] == acc["after"]["positions"] > 20
     assert acc["after"]["topk"] > acc["before"]["topk"], "the trained model guesses better than random weights"
     assert len(acc["unigram"]["guesses"]) == 5
+    assert acc["neighbours"]["positions"] == acc["after"]["positions"] and 0 < acc["neighbours"]["seen"] <= 1
+    assert acc["neighbours"]["topk"] > acc["unigram"]["topk"], "on this text, reading the neighbours beats ignoring them"
     fill = m["fill_mask"]
     held_out, own = fill[:m["fill_mask_examples"]], fill[m["fill_mask_examples"]:]
     assert [f["sentence"] for f in own] == ["太郎は東京で本を[MASK]。", "今日の天気は[MASK]です。"]
     assert all(f["answer"] is None and f["hit"] is None for f in own)
     assert all("[MASK]" in f["sentence"] and f["answer"] and isinstance(f["hit"], bool) for f in held_out)
     assert m["fill_mask_top5_hits"] == sum(f["hit"] for f in held_out)
+    assert all(len(f["neighbour_guesses"]) == 5 and isinstance(f["neighbour_hit"], bool) for f in held_out)
+    assert m["fill_mask_neighbour_hits"] == sum(f["neighbour_hit"] for f in held_out)
     assert all(len(f["predictions"]) == 5 and all(p["token"] for p in f["predictions"]) for f in fill)
     assert m["keras_bert_parameters"] > 0 and m["parameters"] > 0
     assert m["finetune_command"][4:7] == ["notebooks/02_livedoor_bert.ipynb", "--profile", "tiny"]

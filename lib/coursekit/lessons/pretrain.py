@@ -4,6 +4,7 @@ transformers, blocks of token ids, fixed validation masks, the loss plot, the Go
     tokenizer = train_tokenizer(sentences, work / "tokenizer", vocab_size=8000)
     blocks = encode_documents(tokenizer, train_docs, seq_len=128)       # documents: lists of sentences
     valid = fixed_masks(encode_documents(tokenizer, valid_docs, 128), tokenizer, 0.15, seed=0)
+    masked_accuracy(model, valid, tokenizer.mask_token_id)               # vs unigram_accuracy, NeighbourGuesser
     collator = FixedMaskCollator(DataCollatorForLanguageModeling(tokenizer, mlm_probability=0.15))
     ...BertConfig, BertForMaskedLM, TrainingArguments, Trainer: in the notebook itself...
     paths = export_google(model, hf_dir / "spiece.model", out / "tf")   # for keras-bert (notebook 02)
@@ -265,6 +266,74 @@ def unigram_accuracy(counts: np.ndarray, examples: Sequence[dict], mask_id: int,
     return {"top1": sum(a == guesses[0] for a in answers) / len(answers),
             "topk": sum(a in guesses for a in answers) / len(answers), "k": k, "positions": len(answers),
             "guesses": guesses}
+
+
+class NeighbourGuesser:
+    """A guesser that reads only the two tokens on either side of a [MASK] and answers the tokens that
+    stood between those two most often in the training blocks (most frequent first, ties by id); where
+    the pair never surrounded a token there, or for the places left over, the unigram guesser's answers.
+    It counts and does not learn: what a model reaches when it has learnt the neighbours of every word
+    of the training text, and what masked-token accuracy can be read against besides the unigram guesser.
+
+        guesser = NeighbourGuesser(train_blocks, len(tokenizer))
+        guesser.accuracy(valid, tokenizer.mask_token_id)   # like masked_accuracy, plus "seen"
+        guesser.guesses(left_id, right_id, k=5)"""
+
+    def __init__(self, blocks: Sequence[dict], vocab_size: int):
+        left, middle, right = [], [], []
+        for ex in blocks:
+            ids = np.asarray(ex["input_ids"], dtype=np.int64)
+            left.append(ids[:-2])
+            middle.append(ids[1:-1])
+            right.append(ids[2:])
+        self.vocab_size = v = int(vocab_size)
+        if not left:
+            raise ValueError("no training blocks to count neighbours in")
+        keys = (np.concatenate(left) * v + np.concatenate(right)) * v + np.concatenate(middle)
+        self._keys, self._counts = np.unique(keys, return_counts=True)   # sorted: one pair's middles together
+        self.unigram = [int(i) for i in np.argsort(-token_counts(blocks, v), kind="stable")]
+
+    def _between(self, left: int, right: int) -> tuple[np.ndarray, np.ndarray]:
+        start = (int(left) * self.vocab_size + int(right)) * self.vocab_size
+        a, b = np.searchsorted(self._keys, [start, start + self.vocab_size])
+        return self._keys[a:b] - start, self._counts[a:b]
+
+    def guesses(self, left: int, right: int, k: int = 5) -> list[int]:
+        """The k tokens most often between `left` and `right` in the training blocks, filled up with the
+        most frequent tokens when fewer than k were seen there."""
+        middles, counts = self._between(left, right)
+        order = np.lexsort((middles, -counts))      # count descending, then id
+        out = [int(t) for t in middles[order[:k]]]
+        for t in self.unigram:
+            if len(out) >= k:
+                break
+            if t not in out:
+                out.append(t)
+        return out
+
+    def seen(self, left: int, right: int) -> bool:
+        """Whether the pair surrounded any token in the training blocks."""
+        return len(self._between(left, right)[0]) > 0
+
+    def accuracy(self, examples: Sequence[dict], mask_id: int, k: int = 5) -> dict:
+        """Top-1 and top-k at every [MASK] position of `examples` (fixed_masks output), the neighbours
+        read as the input shows them (a neighbour that is itself [MASK] makes a pair never seen).
+        Same keys as masked_accuracy, plus "seen" (the share of positions whose pair was seen)."""
+        hit1 = hitk = seen = n = 0
+        for ex in examples:
+            ids = ex["input_ids"]
+            for pos in _masked_positions(ex, mask_id):
+                if pos + 1 >= len(ids):
+                    continue
+                answer = ex["labels"][pos]
+                top = self.guesses(ids[pos - 1], ids[pos + 1], k)
+                hit1 += top[0] == answer
+                hitk += answer in top
+                seen += self.seen(ids[pos - 1], ids[pos + 1])
+                n += 1
+        if n == 0:
+            raise ValueError("no [MASK] position in the examples: give examples from fixed_masks")
+        return {"top1": hit1 / n, "topk": hitk / n, "k": k, "positions": n, "seen": seen / n}
 
 
 def encode_masked(tokenizer, text: str) -> list[int]:
