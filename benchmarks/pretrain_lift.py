@@ -99,7 +99,10 @@ class Chain:
                    valid_loss_before=m["valid_loss_before"], valid_loss_after=m["valid_loss_after"],
                    masked_top1=masked.get("after", {}).get("top1"), masked_top5=masked.get("after", {}).get("topk"),
                    unigram_top1=masked.get("unigram", {}).get("top1"), unigram_top5=masked.get("unigram", {}).get("topk"),
+                   neighbour_top1=masked.get("neighbours", {}).get("top1"),
+                   neighbour_top5=masked.get("neighbours", {}).get("topk"),
                    fill_mask_hits=m.get("fill_mask_top5_hits"), fill_mask_examples=m.get("fill_mask_examples"),
+                   fill_mask_neighbour_hits=m.get("fill_mask_neighbour_hits"),
                    metrics04=pre.run_dir / "metrics.json")
         return out
 
@@ -140,6 +143,11 @@ def markdown(res: Results) -> list[str]:
                   f"unigram guesser top-1 {mk['unigram_top1']['median']:.3f}, top-5 {mk['unigram_top5']['median']:.3f}. "
                   f"Fill-mask on held-out sentences: right word in the top 5 for {mk['fill_mask_hits']} "
                   "(per seed).", ""]
+    if mk.get("neighbour_top1", {}).get("median") is not None:
+        lines += ["The neighbour guesser (the tokens most often between the [MASK]'s two neighbours in the training "
+                  f"blocks), median: top-1 {mk['neighbour_top1']['median']:.3f}, top-5 "
+                  f"{mk['neighbour_top5']['median']:.3f}; on the fill-mask sentences it holds the right word in its 5 "
+                  f"for {mk['fill_mask_neighbour_hits']} (per seed).", ""]
     lines += ["## The curve", "", "| pre-training steps | notebook 04 (s) | seeds | 02 test accuracy, median | min | max |",
               "|---:|---:|---:|---:|---:|---:|"]
     for p in f["curve"]:
@@ -216,7 +224,11 @@ def main(argv=None) -> int:
         res.add("tiny_notebook04", {k: v for k, v in _median(pre, "notebook04_s").items()})
         res.add("masked", {"model_top1": _median(pre, "masked_top1"), "model_top5": _median(pre, "masked_top5"),
                            "unigram_top1": _median(pre, "unigram_top1"), "unigram_top5": _median(pre, "unigram_top5"),
-                           "fill_mask_hits": [f"{r['fill_mask_hits']}/{r['fill_mask_examples']}" for r in pre]})
+                           "neighbour_top1": _median(pre, "neighbour_top1"),
+                           "neighbour_top5": _median(pre, "neighbour_top5"),
+                           "fill_mask_hits": [f"{r['fill_mask_hits']}/{r['fill_mask_examples']}" for r in pre],
+                           "fill_mask_neighbour_hits": [f"{r['fill_mask_neighbour_hits']}/{r['fill_mask_examples']}"
+                                                        for r in pre if r.get("fill_mask_neighbour_hits") is not None]})
         curve = [{"steps": 0, "accuracies": [r["accuracy"] for r in rand], "seeds": args.seeds},
                  {"steps": tiny["steps"], "accuracies": [r["accuracy"] for r in pre], "seeds": args.seeds,
                   "notebook04_s": [r["notebook04_s"] for r in pre]}]
