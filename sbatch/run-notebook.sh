@@ -3,8 +3,10 @@
 #
 # Runs `python -m coursekit run NOTEBOOK ARGS...` (papermill) inside the container, or on the host
 # Python with CONTAINER=none, and handles preemption:
-#   * the warning signal (#SBATCH --signal=B:USR1@SECONDS) reaches this batch shell; it is passed
-#     on to the runner, which asks the notebook (coursekit.harness.preemption) to save a checkpoint and stop;
+#   * the warning signal (#SBATCH --signal=B:USR1@SECONDS) reaches this batch shell, which touches the
+#     stop file $COURSEKIT_STOP_FILE; the notebook (coursekit.harness.preemption) sees it, saves a
+#     checkpoint and stops (a file, not a signal passed on: a signal that reached the runner before it
+#     had set its handler would kill it, and srun would pass it to every process of the step);
 #   * the runner then exits with status 75 ("preempted") and this script requeues the job
 #     (scontrol requeue); the requeued job keeps its job id and resumes from the checkpoint.
 #
@@ -24,6 +26,18 @@ KIT_DIR=${KIT_DIR:-${SLURM_SUBMIT_DIR:-$PWD}}
 COMMAND=${COMMAND:-run}
 EX_PREEMPTED=75
 cd "$KIT_DIR" || { echo "[job] error: kit folder $KIT_DIR not found (set KIT_DIR) / 教材のフォルダがありません" >&2; exit 2; }
+
+# The warning signal becomes this file (one per attempt: a requeued job starts without it), in /tmp, which
+# Apptainer binds into the container (unless TMPDIR names another folder). Trapped from here on, before
+# anything slow starts: a USR1 that came before the trap would end this shell.
+COURSEKIT_STOP_FILE="${TMPDIR:-/tmp}/coursekit-stop-${SLURM_JOB_ID:-0}-r${SLURM_RESTART_COUNT:-0}"
+export COURSEKIT_STOP_FILE
+rm -f "$COURSEKIT_STOP_FILE"
+on_warning() {
+    echo "[job] warning signal (USR1): asking the notebook to checkpoint and stop / 終了予告: チェックポイントを保存して止めます"
+    touch "$COURSEKIT_STOP_FILE"
+}
+trap on_warning USR1
 
 if [ -n "${COURSEKIT_MODULES:-}" ] && command -v module >/dev/null 2>&1; then
     # shellcheck disable=SC2086
@@ -71,11 +85,7 @@ if [ "${SLURM_NTASKS:-1}" -gt 1 ]; then
     MASTER_ADDR=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -1)
     MASTER_PORT=$(( 20000 + ${SLURM_JOB_ID:-9500} % 20000 ))
     export MASTER_ADDR MASTER_PORT
-    # srun would pass a USR1 to every process of the step, the notebooks' kernels included (and kill
-    # them); so the warning becomes this file instead: rank 0 (on this node) sees it and tells the others
-    COURSEKIT_STOP_FILE="${TMPDIR:-/tmp}/coursekit-stop-${SLURM_JOB_ID:-0}-r${SLURM_RESTART_COUNT:-0}"
-    export COURSEKIT_STOP_FILE
-    rm -f "$COURSEKIT_STOP_FILE"
+    # the stop file (below) is on this node: rank 0 sees it and tells the other ranks
     echo "[job] data parallel: $SLURM_NTASKS processes on ${SLURM_JOB_NUM_NODES:-1} node(s), rendezvous $MASTER_ADDR:$MASTER_PORT"
     # --wait: once one process has ended, the others get 300 s, then they are stopped (after a crash
     # they would wait for it forever); srun's exit status is the highest of its tasks' (75 from rank 0
@@ -86,17 +96,13 @@ fi
 # Run in the background so that this shell can react to signals while it waits.
 "${cmd[@]}" &
 child=$!
-on_warning() {
-    echo "[job] warning signal (USR1): asking the notebook to checkpoint and stop / 終了予告: チェックポイントを保存して止めます"
-    if [ -n "${COURSEKIT_STOP_FILE:-}" ]; then touch "$COURSEKIT_STOP_FILE"; else kill -USR1 "$child" 2>/dev/null; fi
-}
-trap on_warning USR1
 trap 'echo "[job] SIGTERM: stopping the run / ジョブを止めます"; kill -TERM "$child" 2>/dev/null' TERM
 while :; do
     wait "$child"; rc=$?
     kill -0 "$child" 2>/dev/null || break   # wait returned for a trapped signal: keep waiting
 done
 trap - USR1 TERM
+rm -f "$COURSEKIT_STOP_FILE"
 
 if [ "$rc" = "$EX_PREEMPTED" ] && [ -n "${SLURM_JOB_ID:-}" ]; then
     echo "[job] checkpoint saved: requeueing job $SLURM_JOB_ID (it resumes from the checkpoint) / 再投入します(続きから再開)"

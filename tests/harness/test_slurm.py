@@ -233,6 +233,44 @@ def test_array_sweep_runs_each_task_in_its_own_folder(slurm_env, tmp_path):
     assert xs[0] < xs[1] < xs[2] < 3.0, "a larger learning rate gets closer to the minimum at 3"
 
 
+def _release_requeued(env, job) -> None:
+    """Wait until the warned job is requeued, then let its second attempt start now."""
+    wait(lambda: field(env, job, "Restarts") == "1" and
+              field(env, job, "JobState") == "PENDING", 120, "the job to be requeued")
+    requeued_at = time.time()
+    # Slurm holds a requeued job for about two minutes (BeginTime); release it sooner to save time,
+    # but not in the same second as the requeue: slurmd revokes the old attempt's credential with a
+    # one-second timestamp, and a new launch credential issued in that same second counts as revoked
+    # ("Killing non-startable batch JobId=N: Job credential revoked" -> the job ends FAILED without a
+    # second attempt; seen on a loaded machine, where the release came right after the requeue).
+    wait(lambda: all_idle(env), 120, "the nodes to finish the first attempt")
+    time.sleep(max(0.0, requeued_at + 2.0 - time.time()))
+    subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], env=env, check=True)
+
+
+def test_a_warning_before_the_notebook_starts_still_checkpoints_and_requeues(slurm_env, tmp_path):
+    """USR1 as soon as the batch shell has started, before the runner (python) has set any handler:
+    the shell turns it into the stop file, which the notebook finds at its first step (a signal passed
+    on to the runner at that moment would have killed it: exit 138, no requeue)."""
+    (tmp_path / "logs").mkdir()
+    job = _sbatch(slurm_env, tmp_path, str(ROOT / "sbatch/notebook.sbatch"), str(COUNTER_NB),
+                  "-p", "steps", "5", "-p", "step_seconds", "0.3")
+    log = tmp_path / f"logs/notebook-{job}.log"
+    wait(lambda: log.exists() and "attempt 1 on" in log.read_text(), 120, "the batch shell to start")
+    subprocess.run(["scancel", "--batch", "--signal=USR1", job], env=slurm_env, check=True)
+    _release_requeued(slurm_env, job)
+    state = _wait_done(slurm_env, job, 300)
+    text = log.read_text()
+    assert state == "COMPLETED", f"{field(slurm_env, job, 'ExitCode')=}\n{text[-3000:]}"
+    assert "warning signal (USR1)" in text and "requeueing job" in text and "attempt 2" in text
+    folder = Path(slurm_env["COURSEKIT_RUNS"]) / "counter_training" / job
+    assert json.loads((folder / "metrics.attempt1.json").read_text())["status"] == "preempted"
+    counter = json.loads((folder / "counter.json").read_text())
+    assert counter["done"] and counter["step"] == 5 and counter["attempts"] == [1, 2]
+    assert counter["resumed_from"] == [0, 1], "the first attempt stopped after its first step"
+    assert not list(Path("/tmp").glob(f"coursekit-stop-{job}-*")), "the stop files are removed"
+
+
 def test_warning_signal_checkpoints_requeues_and_resumes(slurm_env, tmp_path):
     (tmp_path / "logs").mkdir()
     job = _sbatch(slurm_env, tmp_path, str(ROOT / "sbatch/notebook.sbatch"), str(COUNTER_NB),
@@ -242,17 +280,7 @@ def test_warning_signal_checkpoints_requeues_and_resumes(slurm_env, tmp_path):
     wait(lambda: counter.exists() and json.loads(counter.read_text())["step"] >= 3, 180, "training to start")
     # what Slurm does at --signal=B:USR1@N before the time limit: USR1 to the batch shell only
     subprocess.run(["scancel", "--batch", "--signal=USR1", job], env=slurm_env, check=True)
-    wait(lambda: field(slurm_env, job, "Restarts") == "1" and
-              field(slurm_env, job, "JobState") == "PENDING", 120, "the job to be requeued")
-    requeued_at = time.time()
-    # Slurm holds a requeued job for about two minutes (BeginTime); release it sooner to save time,
-    # but not in the same second as the requeue: slurmd revokes the old attempt's credential with a
-    # one-second timestamp, and a new launch credential issued in that same second counts as revoked
-    # ("Killing non-startable batch JobId=N: Job credential revoked" -> the job ends FAILED without a
-    # second attempt; seen on a loaded machine, where the release came right after the requeue).
-    wait(lambda: all_idle(slurm_env), 120, "the nodes to finish the first attempt")
-    time.sleep(max(0.0, requeued_at + 2.0 - time.time()))
-    subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], env=slurm_env, check=True)
+    _release_requeued(slurm_env, job)
     state = _wait_done(slurm_env, job, 300)
     daemon_logs = sorted(Path(slurm_env["SLURM_ROOT"], "log").glob("slurm*.log"))
     logs = "\n".join(f"--- {p.name}\n{p.read_text()[-3000:]}"

@@ -1,8 +1,9 @@
 """Preemption and time limits: checkpoint when warned, requeue, resume.
 
 Slurm sends the warning signal (`#SBATCH --signal=B:USR1@300`: USR1 five minutes before the end)
-to the batch shell; sbatch/run-notebook.sh passes it to the runner, which writes the file
-PREEMPT_FILE into the run folder. The notebook (a separate kernel process) sees it here:
+to the batch shell; sbatch/run-notebook.sh touches the stop file $COURSEKIT_STOP_FILE (a USR1 sent to
+the runner itself makes it write PREEMPT_FILE into the run folder). The notebook (a separate kernel
+process) sees either here:
 
     from coursekit.harness import preemption
     state = preemption.load_state("counter.json", {"step": 0})      # {"step": 0} on the first attempt
@@ -60,7 +61,7 @@ def stop_requested() -> bool:
     data-parallel run, a warning in rank 0's run folder counts on every rank."""
     if (run_dir() / PREEMPT_FILE).exists():
         return True
-    stop_file = os.environ.get("COURSEKIT_STOP_FILE")   # several tasks: sbatch/run-notebook.sh touches it
+    stop_file = os.environ.get("COURSEKIT_STOP_FILE")   # what sbatch/run-notebook.sh touches on the warning
     if stop_file and Path(stop_file).exists():
         return True
     main = os.environ.get(MAIN_RUN_DIR_ENV)
