@@ -85,7 +85,7 @@ if [ "${SLURM_NTASKS:-1}" -gt 1 ]; then
     MASTER_ADDR=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -1)
     MASTER_PORT=$(( 20000 + ${SLURM_JOB_ID:-9500} % 20000 ))
     export MASTER_ADDR MASTER_PORT
-    # the stop file (below) is on this node: rank 0 sees it and tells the other ranks
+    # the stop file (set above) is on this node: rank 0 sees it and tells the other ranks
     echo "[job] data parallel: $SLURM_NTASKS processes on ${SLURM_JOB_NUM_NODES:-1} node(s), rendezvous $MASTER_ADDR:$MASTER_PORT"
     # --wait: once one process has ended, the others get 300 s, then they are stopped (after a crash
     # they would wait for it forever); srun's exit status is the highest of its tasks' (75 from rank 0
