@@ -289,9 +289,10 @@ class NeighbourGuesser:
         self.vocab_size = v = int(vocab_size)
         if not left:
             raise ValueError("no training blocks to count neighbours in")
-        keys = (np.concatenate(left) * v + np.concatenate(right)) * v + np.concatenate(middle)
+        middles = np.concatenate(middle)   # every token but [CLS] and [SEP], as token_counts counts them
+        keys = (np.concatenate(left) * v + np.concatenate(right)) * v + middles
         self._keys, self._counts = np.unique(keys, return_counts=True)   # sorted: one pair's middles together
-        self.unigram = [int(i) for i in np.argsort(-token_counts(blocks, v), kind="stable")]
+        self.unigram = [int(i) for i in np.argsort(-np.bincount(middles, minlength=v), kind="stable")]
 
     def _between(self, left: int, right: int) -> tuple[np.ndarray, np.ndarray]:
         start = (int(left) * self.vocab_size + int(right)) * self.vocab_size
@@ -301,7 +302,9 @@ class NeighbourGuesser:
     def guesses(self, left: int, right: int, k: int = 5) -> list[int]:
         """The k tokens most often between `left` and `right` in the training blocks, filled up with the
         most frequent tokens when fewer than k were seen there."""
-        middles, counts = self._between(left, right)
+        return self._ranked(*self._between(left, right), k)
+
+    def _ranked(self, middles: np.ndarray, counts: np.ndarray, k: int) -> list[int]:
         order = np.lexsort((middles, -counts))      # count descending, then id
         out = [int(t) for t in middles[order[:k]]]
         for t in self.unigram:
@@ -326,10 +329,11 @@ class NeighbourGuesser:
                 if pos + 1 >= len(ids):
                     continue
                 answer = ex["labels"][pos]
-                top = self.guesses(ids[pos - 1], ids[pos + 1], k)
+                middles, counts = self._between(ids[pos - 1], ids[pos + 1])   # looked up once per position
+                top = self._ranked(middles, counts, k)
                 hit1 += top[0] == answer
                 hitk += answer in top
-                seen += self.seen(ids[pos - 1], ids[pos + 1])
+                seen += len(middles) > 0
                 n += 1
         if n == 0:
             raise ValueError("no [MASK] position in the examples: give examples from fixed_masks")
