@@ -1,7 +1,7 @@
 """Does notebook 04's pre-training pay off in notebook 02? The three results and the curve (run by hand, alone).
 
     .venv/bin/python benchmarks/pretrain_lift.py --livedoor ../shared/data/livedoor/text [--seeds 0 1 2]
-        [--curve-steps 250 500 1000 2000 4000] [--curve-seeds 0]
+        [--curve-steps 250 500 1000 2000 4000] [--curve-seeds 0] [--short-first-seeds 0 1 2 [--only-short-first]]
     .venv/bin/python benchmarks/pretrain_lift.py --quick          # a smoke test on generated text (minutes)
 
 For every seed, alternated (A B A B ...): notebook 02's tiny profile from random weights (its own
@@ -19,6 +19,9 @@ Also recorded from the tiny runs: notebook 04's end-to-end time, its phases, the
 (top-1, top-5) against the unigram guesser's, the fill-mask hits on held-out sentences. Writes
 results/pretrain_lift.json and pretrain_lift.md, and the seed-0 tiny run's metrics.json as
 results/pretrain_tiny_metrics.json (what deck 08 quotes). Notebook 04 reads pretrain_lift.json.
+--short-first-seeds: notebook 04 tiny with short blocks first (SHORT_FIRST below) and notebook 02 from
+it, next to the tiny profile's masked-token figures; --only-short-first runs only that and keeps the other
+figures of the results file.
 --quick writes into a new temporary folder (printed) unless --out is given.
 """
 from __future__ import annotations
@@ -45,6 +48,14 @@ NB04 = ROOT / "notebooks" / "04_bert_pretraining.ipynb"
 QUICK_04 = {"vocab_size": 300, "hidden_size": 64, "intermediate_size": 128, "steps": 20, "warmup_steps": 4,
             "eval_every": 10, "save_every": 10, "livedoor_per_category": 0, "fill_mask_examples": 3}
 QUICK_02 = {"per_category": 0, "vocab_size": 300, "epochs": 1}
+# --short-first-seeds: notebook 04 tiny with short blocks first (phase 1: 32 tokens, 128 blocks a step, i.e. the
+# same tokens per step as 32 x 128), then 02's 128 tokens (phase 2), without dropout. From scratch, blocks of 128
+# stay at the unigram guesser's masked-token accuracy for thousands of steps (a [MASK] must first learn where its
+# neighbours are; in 32 tokens each neighbour weighs four times as much in the first, even attention).
+SHORT_FIRST = {"seq_len": 32, "batch_size": 128, "steps": 1500, "phase2_seq_len": 128, "phase2_steps": 450,
+               "dropout": 0.0, "warmup_steps": 100, "eval_every": 250, "save_every": 250}
+QUICK_SHORT_FIRST = {"seq_len": 16, "batch_size": 8, "steps": 10, "phase2_seq_len": 32, "phase2_steps": 4,
+                     "dropout": 0.0, "warmup_steps": 2, "eval_every": 5, "save_every": 5}
 
 
 def _accuracy(result) -> dict:
@@ -72,10 +83,10 @@ class Chain:
                               runs_dir=self.runs, quiet=True)
         return _accuracy(_check(result, f"notebook 02 (random start, seed {seed})"))
 
-    def pretrained(self, seed: int, steps: int | None = None) -> dict:
-        """Notebook 04 (tiny, or with `steps` and intervals scaled like the tiny profile's), then the command
-        it printed, as printed (with --quick: plus the shrinking parameters)."""
-        p04 = {"corpus": self.corpus, "seed": seed, **(QUICK_04 if self.quick else {})}
+    def pretrained(self, seed: int, steps: int | None = None, overrides: dict | None = None) -> dict:
+        """Notebook 04 (tiny, or with `steps` and intervals scaled like the tiny profile's, or with
+        `overrides`), then the command it printed, as printed (with --quick: plus the shrinking parameters)."""
+        p04 = {"corpus": self.corpus, "seed": seed, **(QUICK_04 if self.quick else {}), **(overrides or {})}
         if steps is not None:
             base = self.tiny if not self.quick else {**self.tiny, **QUICK_04}
             scale = steps / base["steps"]
@@ -155,7 +166,30 @@ def markdown(res: Results) -> list[str]:
         lines.append(f"| {p['steps']} | {wall} | {len(p['accuracies'])} | {p['median']:.3f} | "
                      f"{min(p['accuracies']):.3f} | {max(p['accuracies']):.3f} |")
     lines += ["", "0 steps: notebook 02's random start. Per run: `runs` in pretrain_lift.json."]
+    if "short_first" in f:
+        lines += ["", *short_first_markdown(f["short_first"], three)]
     return lines
+
+
+def short_first_markdown(sf: dict, three: dict) -> list[str]:
+    p = sf["params"]
+    med = lambda key: sf[key]["median"]  # noqa: E731
+    return ["## Short blocks first", "",
+            f"Notebook 04 tiny with `{' '.join(f'-p {k} {v}' for k, v in p.items())}`: phase 1 on blocks of "
+            f"{p['seq_len']} tokens ({p['steps']} steps of {p['batch_size']} blocks), phase 2 on notebook 02's "
+            f"{p['phase2_seq_len']} ({p['phase2_steps']} steps), then the command it prints. Seeds {sf['seeds']}, "
+            "medians (per seed in `short_first.runs`):", "",
+            "| | short blocks first | 04 tiny (above) |", "|---|---:|---:|",
+            f"| masked-token accuracy, top-1 / top-5 | {med('model_top1'):.3f} / {med('model_top5'):.3f} | "
+            f"{sf['tiny_model_top1']:.3f} / {sf['tiny_model_top5']:.3f} |",
+            f"| unigram guesser, top-1 / top-5 | {med('unigram_top1'):.3f} / {med('unigram_top5'):.3f} | "
+            f"{sf['tiny_unigram_top1']:.3f} / {sf['tiny_unigram_top5']:.3f} |",
+            f"| fill-mask: right word in the top 5 (per seed) | {', '.join(sf['fill_mask_hits'])} | "
+            f"{', '.join(sf['tiny_fill_mask_hits'])} |",
+            f"| notebook 04 end to end (s) | {med('notebook04_s'):.0f} | - |",
+            f"| notebook 02 test accuracy (command as printed) | {med('accuracy'):.3f} | "
+            f"{three['pretrained']['median']:.3f} |", "",
+            f"Notebook 02's random start: {three['random']['median']:.3f}."]
 
 
 def chain_options(description: str) -> argparse.ArgumentParser:
@@ -185,19 +219,54 @@ def chain_data(ap, args, scratch: Path, name: str) -> tuple[str, Path, str]:
     return str(Path(corpus).resolve()), out, label
 
 
+def short_first(chain: Chain, seeds: list[int], figures: dict) -> dict:
+    """Notebook 04 tiny with SHORT_FIRST for each seed, then the command it prints; next to the tiny
+    profile's own masked-token figures (from `figures`, this run's or an earlier one's)."""
+    params = QUICK_SHORT_FIRST if chain.quick else SHORT_FIRST
+    rows = []
+    for seed in seeds:
+        row = {"seed": seed, **chain.pretrained(seed, overrides=params)}
+        row["metrics04"] = portable(str(row["metrics04"]))
+        print(f"short blocks first, seed {seed}: masked top-1 {row['masked_top1']}, 02 accuracy "
+              f"{row['accuracy']:.3f}", flush=True)
+        rows.append(row)
+    mk = figures["masked"]
+    return {"params": params, "seeds": seeds, "accuracy": _median(rows, "accuracy"),
+            "notebook04_s": _median(rows, "notebook04_s"),
+            "model_top1": _median(rows, "masked_top1"), "model_top5": _median(rows, "masked_top5"),
+            "unigram_top1": _median(rows, "unigram_top1"), "unigram_top5": _median(rows, "unigram_top5"),
+            "fill_mask_hits": [f"{r['fill_mask_hits']}/{r['fill_mask_examples']}" for r in rows],
+            "tiny_model_top1": mk["model_top1"]["median"], "tiny_model_top5": mk["model_top5"]["median"],
+            "tiny_unigram_top1": mk["unigram_top1"]["median"], "tiny_unigram_top5": mk["unigram_top5"]["median"],
+            "tiny_fill_mask_hits": mk["fill_mask_hits"], "runs": rows}
+
+
 def main(argv=None) -> int:
     ap = chain_options(__doc__.splitlines()[0])
     ap.add_argument("--curve-steps", type=int, nargs="*", default=[250, 500, 1000, 2000, 4000])
     ap.add_argument("--curve-seeds", type=int, nargs="*", default=[0])
+    ap.add_argument("--short-first-seeds", type=int, nargs="*", default=[],
+                    help="also run notebook 04 tiny with short blocks first (SHORT_FIRST) and 02 from it")
+    ap.add_argument("--only-short-first", action="store_true",
+                    help="run only the --short-first-seeds part; keep the other figures from the results file")
     args = ap.parse_args(argv)
+    if args.only_short_first and not args.short_first_seeds:
+        ap.error("--only-short-first needs --short-first-seeds")
     with tempfile.TemporaryDirectory() as tmp:
         scratch = Path(tmp)
         corpus, out, label = chain_data(ap, args, scratch, "pretrain_lift")
         if args.quick:
             args.seeds, args.curve_seeds = args.seeds[:1], args.curve_seeds[:1]
             args.curve_steps = [10]
-        res = Results("pretrain_lift", out)
+            args.short_first_seeds = args.short_first_seeds[:1]
+        res = Results("pretrain_lift", out, keep=args.only_short_first)
         chain = Chain(corpus, scratch / "runs", args.quick)
+        if args.only_short_first:
+            if "three" not in res.data["figures"]:
+                ap.error(f"--only-short-first: no earlier figures in {out / 'pretrain_lift.json'}")
+            res.add("short_first", short_first(chain, args.short_first_seeds, res.data["figures"]))
+            res.write(markdown)
+            return 0
         res.add("data", label)
         seeds = iter(args.seeds * 2)   # alternate() calls each variant once per round, in order
         pending: dict = {}
@@ -247,6 +316,8 @@ def main(argv=None) -> int:
             point["median"] = statistics.median(point["accuracies"])
         res.add("curve", sorted(curve, key=lambda p: p["steps"]))
         res.add("runs", runs)
+        if args.short_first_seeds:
+            res.add("short_first", short_first(chain, args.short_first_seeds, res.data["figures"]))
         res.write(markdown)
     return 0
 
