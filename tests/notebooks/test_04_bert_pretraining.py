@@ -88,11 +88,17 @@ def test_notebook_04_pretrains_exports_and_fills_masks(text_folder, runs_dir):
     assert transfer["file"] == pretrain.TRANSFER_RESULTS and (run / "transfer.png").is_file()
     assert transfer["weights"] == pytest.approx(transfer["pretrained"] - transfer["random_04_vocab"])
     assert transfer["vocabulary"] == pytest.approx(transfer["random_04_vocab"] - lift["random"])
+    short_first = json.loads((ROOT / pretrain.LIFT_RESULTS).read_text())["figures"]["short_first"]
+    shown = m["short_first_results"]
+    assert shown["model_top1"] == short_first["model_top1"]["median"] > shown["unigram_top1"]
+    assert shown["accuracy"] == short_first["accuracy"]["median"] and shown["tiny_accuracy"] == lift["pretrained"]
+    assert (run / "short_first.png").is_file()
     rates = json.loads((ROOT / pretrain.TRANSFER_RESULTS).read_text())["figures"]["learning_rates"]["rates"]
     assert set(transfer["learning_rates"]) == {f"{r['learning_rate']:g}" for r in rates} != set()
     html = result.html.read_text(encoding="utf-8")
     assert result.html.is_file() and "SparseBertForMaskedLM(config)" in html and "Traceback" not in html
     assert "02 の学習率を 0.002 にすると" in html
+    assert "-p seq_len 32 -p batch_size 128" in html, "the short-first command, from the results file"
     assert "10 分以内に終わる長さでいちばん高いのは 300 ステップ" in html, "the curve's best length within the budget"
 
 

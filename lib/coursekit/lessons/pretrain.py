@@ -610,6 +610,42 @@ def plot_lift(figures: dict):
     return fig
 
 
+def plot_short_first(figures: dict):
+    """Short blocks first against the tiny profile, from the figures of benchmarks/pretrain_lift.py
+    (its `short_first` part): left, masked-token accuracy top-1 and top-5 of the unigram guesser, the tiny
+    model and the short-first model; right, notebook 02's test accuracy from a random start, from the tiny
+    model and from the short-first model (medians of the seeds; Japanese labels)."""
+    import matplotlib.pyplot as plt
+
+    from ..jpfont import use_japanese_font
+
+    use_japanese_font()
+    sf, three = figures["short_first"], figures["three"]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8))
+    names = ["ユニグラムの当て方", "tiny", "短いブロックから"]
+    top1 = [sf["tiny_unigram_top1"], sf["tiny_model_top1"], sf["model_top1"]["median"]]
+    top5 = [sf["tiny_unigram_top5"], sf["tiny_model_top5"], sf["model_top5"]["median"]]
+    xs = np.arange(len(names))
+    left.bar(xs - 0.2, top1, 0.4, label="top-1", color="tab:blue")
+    left.bar(xs + 0.2, top5, 0.4, label="top-5", color="tab:cyan")
+    left.set_xticks(xs, names)
+    left.set_ylabel("隠したトークンの正解率")
+    left.set_title("事前学習: 文脈を読めたか")
+    left.legend(fontsize="small")
+    rows = [("ランダムな重みから", three["random"]), ("tiny から", three["pretrained"]),
+            ("短いブロックから", sf["accuracy"])]
+    med = [r["median"] for _, r in rows]
+    err = [[m - r["min"] for m, (_, r) in zip(med, rows)], [r["max"] - m for m, (_, r) in zip(med, rows)]]
+    right.bar(np.arange(3), med, yerr=err, capsize=4, color=["tab:gray", "tab:blue", "tab:orange"])
+    right.axhline(three["tfidf_same_text"]["median"], color="tab:green", ls=":", label="TF-IDF + SVM(同じ文字列)")
+    right.set_xticks(np.arange(3), [name for name, _ in rows])
+    right.set_ylim(max(0.0, min(r["min"] for _, r in rows) - 0.1), 1.0)
+    right.set_ylabel("ノートブック 02 のテスト正解率")
+    right.set_title("ファインチューニング: よい出発点か")
+    right.legend(fontsize="small", loc="upper right")
+    fig.tight_layout()
+    return fig
+
 def plot_transfer(transfer: dict, lift: dict | None = None):
     """benchmarks/pretrain_transfer.py's test accuracies of notebook 02 from each start (median of the seeds,
     bars from min to max), then its learning-rate rows (pre-trained and random start at each other rate) when
