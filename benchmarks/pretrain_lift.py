@@ -167,12 +167,12 @@ def markdown(res: Results) -> list[str]:
                      f"{min(p['accuracies']):.3f} | {max(p['accuracies']):.3f} |")
     lines += ["", "0 steps: notebook 02's random start. Per run: `runs` in pretrain_lift.json."]
     if "short_first" in f:
-        lines += ["", *short_first_markdown(f["short_first"], three)]
+        lines += ["", *short_first_markdown(f["short_first"], f)]
     return lines
 
 
-def short_first_markdown(sf: dict, three: dict) -> list[str]:
-    p = sf["params"]
+def short_first_markdown(sf: dict, figures: dict) -> list[str]:
+    p, three, tiny = sf["params"], figures["three"], figures["masked"]
     med = lambda key: sf[key]["median"]  # noqa: E731
     return ["## Short blocks first", "",
             f"Notebook 04 tiny with `{' '.join(f'-p {k} {v}' for k, v in p.items())}`: phase 1 on blocks of "
@@ -181,11 +181,11 @@ def short_first_markdown(sf: dict, three: dict) -> list[str]:
             "medians (per seed in `short_first.runs`):", "",
             "| | short blocks first | 04 tiny (above) |", "|---|---:|---:|",
             f"| masked-token accuracy, top-1 / top-5 | {med('model_top1'):.3f} / {med('model_top5'):.3f} | "
-            f"{sf['tiny_model_top1']:.3f} / {sf['tiny_model_top5']:.3f} |",
+            f"{tiny['model_top1']['median']:.3f} / {tiny['model_top5']['median']:.3f} |",
             f"| unigram guesser, top-1 / top-5 | {med('unigram_top1'):.3f} / {med('unigram_top5'):.3f} | "
-            f"{sf['tiny_unigram_top1']:.3f} / {sf['tiny_unigram_top5']:.3f} |",
+            f"{tiny['unigram_top1']['median']:.3f} / {tiny['unigram_top5']['median']:.3f} |",
             f"| fill-mask: right word in the top 5 (per seed) | {', '.join(sf['fill_mask_hits'])} | "
-            f"{', '.join(sf['tiny_fill_mask_hits'])} |",
+            f"{', '.join(tiny['fill_mask_hits'])} |",
             f"| notebook 04 end to end (s) | {med('notebook04_s'):.0f} | - |",
             f"| notebook 02 test accuracy (command as printed) | {med('accuracy'):.3f} | "
             f"{three['pretrained']['median']:.3f} |", "",
@@ -219,9 +219,20 @@ def chain_data(ap, args, scratch: Path, name: str) -> tuple[str, Path, str]:
     return str(Path(corpus).resolve()), out, label
 
 
-def short_first(chain: Chain, seeds: list[int], figures: dict) -> dict:
-    """Notebook 04 tiny with SHORT_FIRST for each seed, then the command it prints; next to the tiny
-    profile's own masked-token figures (from `figures`, this run's or an earlier one's)."""
+def masked_figures(rows: list[dict]) -> dict:
+    """The masked-token figures of Chain.pretrained runs: medians of the model's, the unigram guesser's and
+    the neighbour guesser's top-1 and top-5, and the fill-mask hits per run."""
+    return {"model_top1": _median(rows, "masked_top1"), "model_top5": _median(rows, "masked_top5"),
+            "unigram_top1": _median(rows, "unigram_top1"), "unigram_top5": _median(rows, "unigram_top5"),
+            "neighbour_top1": _median(rows, "neighbour_top1"), "neighbour_top5": _median(rows, "neighbour_top5"),
+            "fill_mask_hits": [f"{r['fill_mask_hits']}/{r['fill_mask_examples']}" for r in rows],
+            "fill_mask_neighbour_hits": [f"{r['fill_mask_neighbour_hits']}/{r['fill_mask_examples']}"
+                                         for r in rows if r.get("fill_mask_neighbour_hits") is not None]}
+
+
+def short_first(chain: Chain, seeds: list[int]) -> dict:
+    """Notebook 04 tiny with SHORT_FIRST for each seed, then the command it prints: the parameters, notebook
+    02's accuracy, notebook 04's time and masked_figures (the tiny profile's are the results' `masked`)."""
     params = QUICK_SHORT_FIRST if chain.quick else SHORT_FIRST
     rows = []
     for seed in seeds:
@@ -230,15 +241,8 @@ def short_first(chain: Chain, seeds: list[int], figures: dict) -> dict:
         print(f"short blocks first, seed {seed}: masked top-1 {row['masked_top1']}, 02 accuracy "
               f"{row['accuracy']:.3f}", flush=True)
         rows.append(row)
-    mk = figures["masked"]
     return {"params": params, "seeds": seeds, "accuracy": _median(rows, "accuracy"),
-            "notebook04_s": _median(rows, "notebook04_s"),
-            "model_top1": _median(rows, "masked_top1"), "model_top5": _median(rows, "masked_top5"),
-            "unigram_top1": _median(rows, "unigram_top1"), "unigram_top5": _median(rows, "unigram_top5"),
-            "fill_mask_hits": [f"{r['fill_mask_hits']}/{r['fill_mask_examples']}" for r in rows],
-            "tiny_model_top1": mk["model_top1"]["median"], "tiny_model_top5": mk["model_top5"]["median"],
-            "tiny_unigram_top1": mk["unigram_top1"]["median"], "tiny_unigram_top5": mk["unigram_top5"]["median"],
-            "tiny_fill_mask_hits": mk["fill_mask_hits"], "runs": rows}
+            "notebook04_s": _median(rows, "notebook04_s"), **masked_figures(rows), "runs": rows}
 
 
 def main(argv=None) -> int:
@@ -264,7 +268,7 @@ def main(argv=None) -> int:
         if args.only_short_first:
             if "three" not in res.data["figures"]:
                 ap.error(f"--only-short-first: no earlier figures in {out / 'pretrain_lift.json'}")
-            res.add("short_first", short_first(chain, args.short_first_seeds, res.data["figures"]))
+            res.add("short_first", short_first(chain, args.short_first_seeds))
             res.write(markdown)
             return 0
         res.add("data", label)
@@ -291,13 +295,7 @@ def main(argv=None) -> int:
                  "finetune_learning_rate": tiny["finetune_learning_rate"]}
         res.add("three", three)
         res.add("tiny_notebook04", {k: v for k, v in _median(pre, "notebook04_s").items()})
-        res.add("masked", {"model_top1": _median(pre, "masked_top1"), "model_top5": _median(pre, "masked_top5"),
-                           "unigram_top1": _median(pre, "unigram_top1"), "unigram_top5": _median(pre, "unigram_top5"),
-                           "neighbour_top1": _median(pre, "neighbour_top1"),
-                           "neighbour_top5": _median(pre, "neighbour_top5"),
-                           "fill_mask_hits": [f"{r['fill_mask_hits']}/{r['fill_mask_examples']}" for r in pre],
-                           "fill_mask_neighbour_hits": [f"{r['fill_mask_neighbour_hits']}/{r['fill_mask_examples']}"
-                                                        for r in pre if r.get("fill_mask_neighbour_hits") is not None]})
+        res.add("masked", masked_figures(pre))
         curve = [{"steps": 0, "accuracies": [r["accuracy"] for r in rand], "seeds": args.seeds},
                  {"steps": tiny["steps"], "accuracies": [r["accuracy"] for r in pre], "seeds": args.seeds,
                   "notebook04_s": [r["notebook04_s"] for r in pre]}]
@@ -317,7 +315,7 @@ def main(argv=None) -> int:
         res.add("curve", sorted(curve, key=lambda p: p["steps"]))
         res.add("runs", runs)
         if args.short_first_seeds:
-            res.add("short_first", short_first(chain, args.short_first_seeds, res.data["figures"]))
+            res.add("short_first", short_first(chain, args.short_first_seeds))
         res.write(markdown)
     return 0
 

@@ -460,9 +460,10 @@ def test_the_lift_results_are_found_and_drawn(tmp_path, monkeypatch):
 def test_short_blocks_first_are_drawn_beside_the_tiny_profile():
     three = {"random": {"median": 0.80, "min": 0.79, "max": 0.81}, "pretrained": {"median": 0.81, "min": 0.79, "max": 0.82},
              "tfidf_same_text": {"median": 0.885, "min": 0.87, "max": 0.90}}
-    sf = {"model_top1": {"median": 0.12}, "model_top5": {"median": 0.25}, "accuracy": {"median": 0.75, "min": 0.74, "max": 0.76},
-          "tiny_model_top1": 0.035, "tiny_model_top5": 0.136, "tiny_unigram_top1": 0.032, "tiny_unigram_top5": 0.137}
-    fig = pretrain.plot_short_first({"three": three, "short_first": sf})
+    sf = {"model_top1": {"median": 0.12}, "model_top5": {"median": 0.25}, "accuracy": {"median": 0.75, "min": 0.74, "max": 0.76}}
+    tiny = {"model_top1": {"median": 0.035}, "model_top5": {"median": 0.136},
+            "unigram_top1": {"median": 0.032}, "unigram_top5": {"median": 0.137}}
+    fig = pretrain.plot_short_first({"three": three, "short_first": sf, "masked": tiny})
     masked, fine = fig.axes
     heights = [p.get_height() for p in masked.patches]
     assert heights == pytest.approx([0.032, 0.035, 0.12, 0.137, 0.136, 0.25])   # top-1 bars, then top-5 bars
@@ -470,6 +471,7 @@ def test_short_blocks_first_are_drawn_beside_the_tiny_profile():
     assert [p.get_height() for p in fine.patches] == pytest.approx([0.80, 0.81, 0.75])
     assert fine.lines[-1].get_ydata()[0] == pytest.approx(0.885), "the TF-IDF line"
     assert fine.get_ylim()[0] == pytest.approx(0.64)
+
 
 def test_the_best_length_within_the_budget_leaves_out_the_random_start_and_slow_lengths():
     curve = [{"steps": 0, "accuracies": [0.9, 0.9, 0.9], "median": 0.9},           # no notebook 04 run

@@ -612,19 +612,19 @@ def plot_lift(figures: dict):
 
 def plot_short_first(figures: dict):
     """Short blocks first against the tiny profile, from the figures of benchmarks/pretrain_lift.py
-    (its `short_first` part): left, masked-token accuracy top-1 and top-5 of the unigram guesser, the tiny
-    model and the short-first model; right, notebook 02's test accuracy from a random start, from the tiny
+    (its `short_first` part, and `masked` for the tiny profile): left, masked-token accuracy top-1 and top-5
+    of the unigram guesser, the tiny model and the short-first model; right, notebook 02's test accuracy from a random start, from the tiny
     model and from the short-first model (medians of the seeds; Japanese labels)."""
     import matplotlib.pyplot as plt
 
     from ..jpfont import use_japanese_font
 
     use_japanese_font()
-    sf, three = figures["short_first"], figures["three"]
+    sf, three, tiny = figures["short_first"], figures["three"], figures["masked"]
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8))
     names = ["ユニグラムの当て方", "tiny", "短いブロックから"]
-    top1 = [sf["tiny_unigram_top1"], sf["tiny_model_top1"], sf["model_top1"]["median"]]
-    top5 = [sf["tiny_unigram_top5"], sf["tiny_model_top5"], sf["model_top5"]["median"]]
+    top1 = [tiny["unigram_top1"]["median"], tiny["model_top1"]["median"], sf["model_top1"]["median"]]
+    top5 = [tiny["unigram_top5"]["median"], tiny["model_top5"]["median"], sf["model_top5"]["median"]]
     xs = np.arange(len(names))
     left.bar(xs - 0.2, top1, 0.4, label="top-1", color="tab:blue")
     left.bar(xs + 0.2, top5, 0.4, label="top-5", color="tab:cyan")
@@ -645,6 +645,7 @@ def plot_short_first(figures: dict):
     right.legend(fontsize="small", loc="upper right")
     fig.tight_layout()
     return fig
+
 
 def plot_transfer(transfer: dict, lift: dict | None = None):
     """benchmarks/pretrain_transfer.py's test accuracies of notebook 02 from each start (median of the seeds,
