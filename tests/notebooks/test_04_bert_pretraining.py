@@ -11,7 +11,7 @@ import pytest
 from coursekit.harness.runner import run_notebook
 from coursekit.lessons import pretrain
 
-from ..conftest import NOTEBOOKS, ROOT
+from ..conftest import NOTEBOOKS, ROOT, coursekit_cli
 from ..corpora import write_sample_corpus, write_sample_folder
 
 pytestmark = pytest.mark.notebook
@@ -132,10 +132,22 @@ def test_notebook_04_refuses_a_sequence_longer_than_the_positions_before_running
     assert not runs_dir.exists() or not any(runs_dir.rglob("metrics.json")), "nothing ran"
 
 
+def _printed_lines(notebook, start: str) -> list[str]:
+    """The lines of an executed notebook's printed output that start (after spaces) with `start`."""
+    cells = json.loads(notebook.read_text(encoding="utf-8"))["cells"]
+    text = "".join(o["text"] if isinstance(o["text"], str) else "".join(o["text"])
+                   for c in cells if c["cell_type"] == "code" for o in c.get("outputs", []) if "text" in o)
+    return [line.strip() for line in text.splitlines() if line.strip().startswith(start)]
+
+
 def test_notebook_04_max_steps_caps_each_phase_with_the_reference_solutions(text_folder, runs_dir):
     """A smoke run: `-p max_steps 2` stops phase 1 (60 steps) and phase 2 (4 steps) after 2 steps each; with
     `-p solutions True` every checked exercise says 正解です (left undone they say todo:
-    test_notebook_04_pretrains_exports_and_fills_masks)."""
+    test_notebook_04_pretrains_exports_and_fills_masks).
+
+    Then the short-blocks-first command that section 12 prints (from benchmarks/results/pretrain_lift.json),
+    typed as printed with what a smoke run on the generated folder needs appended: its corpus, a vocabulary and
+    model this small text fills, and `-p max_steps 2` (as printed it pre-trains livedoor for about 9 minutes)."""
     result = _run(runs_dir, corpus=str(text_folder), max_steps=2, solutions=True)
     assert result.ok, result.error
     assert result.metrics["params"]["max_steps"] == 2
@@ -148,6 +160,25 @@ def test_notebook_04_max_steps_caps_each_phase_with_the_reference_solutions(text
     assert result.metrics["metrics"]["exercises"] == {"1": "correct", "2": "correct", "3": "open"}
     html = result.html.read_text(encoding="utf-8")
     assert html.count("正解です(解答例)") == 2 and "解答例:" in html
+
+    [line] = _printed_lines(result.notebook, "python -m coursekit run notebooks/04_bert_pretraining.ipynb")
+    argv = shlex.split(line)
+    expected = json.loads((ROOT / pretrain.LIFT_RESULTS).read_text())["figures"]["short_first"]["params"]
+    assert argv[:3] == ["python", "-m", "coursekit"] and len(argv) == 7 + 3 * len(expected)
+    assert dict(zip(argv[8::3], argv[9::3])) == {k: str(v) for k, v in expected.items()}
+    smoke = ["-p", "corpus", str(text_folder), "-p", "vocab_size", "150", "-p", "hidden_size", "64",
+             "-p", "intermediate_size", "128", "-p", "max_steps", "2", "--name", "short-first", "--no-html"]
+    typed = coursekit_cli(*argv[3:], *smoke)
+    assert typed.returncode == 0, typed.stdout[-3000:] + typed.stderr[-3000:]
+    run = runs_dir / "04_bert_pretraining" / "short-first"
+    record = json.loads((run / "metrics.json").read_text())
+    assert record["status"] == "completed" and record["profile"] == "tiny"
+    assert {k: record["params"][k] for k in expected} == expected
+    for phase, seq_len in (("phase1", 32), ("phase2", 128)):
+        state = json.loads((run / "work" / phase / "final" / "trainer_state.json").read_text())
+        assert state["global_step"] == 2 and state["max_steps"] == 2, phase
+        assert f"[encode (seq {seq_len})] item 1/" in (run / NOTEBOOK.name).read_text(encoding="utf-8")
+    assert record["metrics"]["effective_batch"] == 128
 
 
 def test_notebook_04_then_the_notebook_02_command_it_prints(runs_dir, tmp_path):
