@@ -43,6 +43,16 @@ def write_notebook(path: Path, parameters: str, *cells: str) -> Path:
     return path
 
 
+def printed_lines(notebook: Path, start: str) -> list[str]:
+    """The lines of an executed notebook's printed output that begin (after spaces) with `start`."""
+    import json
+
+    cells = json.loads(Path(notebook).read_text(encoding="utf-8"))["cells"]
+    text = "".join(o["text"] if isinstance(o["text"], str) else "".join(o["text"])
+                   for c in cells if c["cell_type"] == "code" for o in c.get("outputs", []) if "text" in o)
+    return [line.strip() for line in text.splitlines() if line.strip().startswith(start)]
+
+
 # Fixtures that stand for the machine's one test cluster and its CPU images (daemons, Unix accounts, image locks):
 # every test that uses one, directly or through another fixture, runs on the same pytest-xdist worker, in file order
 # (pyproject.toml: -n 2 --dist loadgroup), so the cluster starts once; the other tests run on the second worker.

@@ -7,6 +7,8 @@ partition `workshop` that is not the default, typed fake GPUs gpu:a100) with rea
 - Each student has their own clone of the kit in their home (the venv is the instructor's, read-only, as a lab
   shares one) and adds `source <shared>/site.env` to their shell, nothing else: no script is edited.
 - Three students run the first hour's jobs at the same time; each guide command runs as written.
+- A command that a notebook prints for the student to try (notebook 04's short-blocks-first line) is copied from
+  the executed notebook and typed by a student with the same substitution rule.
 
 THE SUBSTITUTION RULE for guide commands (one rule, applied to every line; nothing else is changed):
   1. a line that runs a notebook (sbatch/submit of a notebook script, `coursekit run`/`sweep`) runs its tiny
@@ -40,7 +42,7 @@ from pathlib import Path
 
 import pytest
 
-from ..conftest import ROOT
+from ..conftest import ROOT, printed_lines
 from ..corpora import write_sample_corpus
 from ..fileserver import FileServer
 from ..lessons.test_alt import write_parallel
@@ -346,6 +348,45 @@ def test_a_cache_the_kit_fills_on_first_use_is_readable_by_the_group(people):
         assert path.stat().st_mode & stat.S_IRGRP, f"{path} is {stat.filemode(path.stat().st_mode)}"
     read = second.sh(f"cat {cache}/livedoor/ldcc-20140209.tar.gz > /dev/null && ls {cache}/livedoor")
     assert read.returncode == 0, read.stderr
+
+
+# ----------------------------------------------------------------------------- a command a notebook prints
+def test_the_command_notebook_04_prints_runs_as_a_student_offline(people):
+    """Notebook 04 section 12 prints a command to try (short blocks first, its parameters from
+    benchmarks/results/pretrain_lift.json). A student runs notebook 04 on the login node (its tiny line with the
+    substitution rule), copies the printed line from the executed notebook and types it with the same rule: it
+    runs as they are, offline, on the shared folder's livedoor (nothing downloaded into their cache), both phases
+    at the lengths it names; the runs are theirs alone and the shared folder is unchanged."""
+    from coursekit.lessons import pretrain
+
+    student, other = people["students"][0], people["students"][1]
+    runs = student.kit / "runs" / "04_bert_pretraining"
+    start = "python -m coursekit run notebooks/04_bert_pretraining.ipynb"
+    first = substitute(shlex.split(f"{start} --profile tiny"), student.kit) + ["--name", "prints"]
+    proc = student.sh(shlex.join(first), timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    [line] = printed_lines(runs / "prints" / "04_bert_pretraining.ipynb", start)
+    typed = substitute(shlex.split(line), student.kit)
+    assert typed[len(shlex.split(line)):] == ["-p", "max_steps", "4", "-p", "vocab_size", "500"], typed
+    proc = student.sh(shlex.join(typed), timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    [folder] = [p for p in runs.iterdir() if p.name != "prints"]
+    record = json.loads((folder / "metrics.json").read_text())
+    expected = json.loads((ROOT / pretrain.LIFT_RESULTS).read_text())["figures"]["short_first"]["params"]
+    assert record["status"] == "completed" and {k: record["params"][k] for k in expected} == expected
+    for phase, seq_len in (("phase1", expected["seq_len"]), ("phase2", expected["phase2_seq_len"])):
+        state = json.loads((folder / "work" / phase / "final" / "trainer_state.json").read_text())
+        assert state["global_step"] == 4, phase
+        assert f"[encode (seq {seq_len})] item 1/" in (folder / "04_bert_pretraining.ipynb").read_text(encoding="utf-8")
+    assert not (student.home / ".cache" / "coursekit" / "livedoor").exists(), "read from the shared folder"
+    uid = pwd.getpwnam(student.name).pw_uid
+    for path in (runs, *runs.rglob("*")):
+        st = path.lstat()
+        assert st.st_uid == uid and not st.st_mode & (stat.S_IWGRP | stat.S_IWOTH), \
+            f"{path}: {stat.filemode(st.st_mode)} owned by {st.st_uid}"
+    intrude = other.sh(f"touch {folder}/x")
+    assert intrude.returncode != 0 and "Permission denied" in intrude.stderr, intrude.stderr
+    assert _snapshot(people["shared"]) == people["before"], "nothing in the shared folder changed"
 
 
 # ----------------------------------------------------------------------------- every command in the guides

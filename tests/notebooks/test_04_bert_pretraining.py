@@ -11,7 +11,7 @@ import pytest
 from coursekit.harness.runner import run_notebook
 from coursekit.lessons import pretrain
 
-from ..conftest import NOTEBOOKS, ROOT, coursekit_cli
+from ..conftest import NOTEBOOKS, ROOT, coursekit_cli, printed_lines
 from ..corpora import write_sample_corpus, write_sample_folder
 
 pytestmark = pytest.mark.notebook
@@ -132,14 +132,6 @@ def test_notebook_04_refuses_a_sequence_longer_than_the_positions_before_running
     assert not runs_dir.exists() or not any(runs_dir.rglob("metrics.json")), "nothing ran"
 
 
-def _printed_lines(notebook, start: str) -> list[str]:
-    """The lines of an executed notebook's printed output that start (after spaces) with `start`."""
-    cells = json.loads(notebook.read_text(encoding="utf-8"))["cells"]
-    text = "".join(o["text"] if isinstance(o["text"], str) else "".join(o["text"])
-                   for c in cells if c["cell_type"] == "code" for o in c.get("outputs", []) if "text" in o)
-    return [line.strip() for line in text.splitlines() if line.strip().startswith(start)]
-
-
 def test_notebook_04_max_steps_caps_each_phase_with_the_reference_solutions(text_folder, runs_dir):
     """A smoke run: `-p max_steps 2` stops phase 1 (60 steps) and phase 2 (4 steps) after 2 steps each; with
     `-p solutions True` every checked exercise says 正解です (left undone they say todo:
@@ -161,7 +153,7 @@ def test_notebook_04_max_steps_caps_each_phase_with_the_reference_solutions(text
     html = result.html.read_text(encoding="utf-8")
     assert html.count("正解です(解答例)") == 2 and "解答例:" in html
 
-    [line] = _printed_lines(result.notebook, "python -m coursekit run notebooks/04_bert_pretraining.ipynb")
+    [line] = printed_lines(result.notebook, "python -m coursekit run notebooks/04_bert_pretraining.ipynb")
     argv = shlex.split(line)
     expected = json.loads((ROOT / pretrain.LIFT_RESULTS).read_text())["figures"]["short_first"]["params"]
     assert argv[:3] == ["python", "-m", "coursekit"] and len(argv) == 7 + 3 * len(expected)
