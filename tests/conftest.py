@@ -43,14 +43,17 @@ def write_notebook(path: Path, parameters: str, *cells: str) -> Path:
     return path
 
 
-def printed_lines(notebook: Path, start: str) -> list[str]:
-    """The lines of an executed notebook's printed output that begin (after spaces) with `start`."""
+def printed_text(notebook: Path) -> str:
+    """What the cells of an executed notebook printed (their outputs' `text`), in order."""
     import json
 
     cells = json.loads(Path(notebook).read_text(encoding="utf-8"))["cells"]
-    text = "".join(o["text"] if isinstance(o["text"], str) else "".join(o["text"])
-                   for c in cells if c["cell_type"] == "code" for o in c.get("outputs", []) if "text" in o)
-    return [line.strip() for line in text.splitlines() if line.strip().startswith(start)]
+    return "".join("".join(o.get("text", "")) for c in cells for o in c.get("outputs", []))
+
+
+def printed_lines(notebook: Path, start: str) -> list[str]:
+    """The lines of an executed notebook's printed output that begin (after spaces) with `start`."""
+    return [line.strip() for line in printed_text(notebook).splitlines() if line.strip().startswith(start)]
 
 
 # Fixtures that stand for the machine's one test cluster and its CPU images (daemons, Unix accounts, image locks):

@@ -7,7 +7,7 @@ from coursekit.harness.params import ParameterError
 from coursekit.harness import params
 from coursekit.harness.runner import run_notebook
 
-from ..conftest import NOTEBOOKS, coursekit_cli, write_notebook
+from ..conftest import NOTEBOOKS, coursekit_cli, printed_text, write_notebook
 
 GPU_CHECK = NOTEBOOKS / "00_gpu_check.ipynb"
 
@@ -69,9 +69,7 @@ def test_successful_run_writes_notebook_html_and_metrics(scratch, runs_dir):
     assert result.notebook.is_file() and result.html.is_file()
     assert result.metrics["params"] == {"profile": "tiny", "steps": 2, "rate": 0.25, "name": "x"}
     assert result.metrics["status"] == "completed", "a notebook without a run record still completes"
-    out = json.loads(result.notebook.read_text())
-    printed = "".join("".join(o.get("text", "")) for c in out["cells"] for o in c.get("outputs", []))
-    assert "steps 2 rate 0.25 name x" in printed
+    assert "steps 2 rate 0.25 name x" in printed_text(result.notebook)
     again = run_notebook(scratch, "tiny", {"steps": 2}, name="demo", quiet=True)
     assert again.run_dir.name == "demo-2", "an earlier run folder is never overwritten"
 

@@ -11,7 +11,7 @@ import pytest
 from coursekit.harness.runner import run_notebook
 from coursekit.lessons import pretrain
 
-from ..conftest import NOTEBOOKS, ROOT, coursekit_cli, printed_lines
+from ..conftest import NOTEBOOKS, ROOT, coursekit_cli, printed_lines, printed_text
 from ..corpora import write_sample_corpus, write_sample_folder
 
 pytestmark = pytest.mark.notebook
@@ -197,10 +197,7 @@ def test_notebook_04_then_the_notebook_02_command_it_prints(runs_dir, tmp_path):
 
     m = pre.metrics["metrics"]
     argv = m["finetune_command"]
-    printed = pre.notebook.read_text(encoding="utf-8")
-    lines = json.loads(printed)["cells"]
-    shown = "".join(o.get("text", "") if isinstance(o.get("text", ""), str) else "".join(o["text"])
-                    for c in lines if c["cell_type"] == "code" for o in c.get("outputs", []))
+    shown = printed_text(pre.notebook)
     block = []
     for line in shown[shown.index("python -m coursekit run notebooks/02_livedoor_bert.ipynb"):].splitlines():
         block.append(line.rstrip("\\"))
