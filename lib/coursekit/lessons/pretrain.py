@@ -440,7 +440,7 @@ def plot_losses(curves: dict[str, list[dict]], loss_before: float | None = None)
         train = [(p["step"] + offset, p["loss"]) for p in points if "loss" in p]
         val = [(p["step"] + offset, p["eval_loss"]) for p in points if "eval_loss" in p]
         if train:
-            ax.plot(*zip(*train), alpha=0.6, label=f"{name}: 訓練損失")
+            ax.plot(*zip(*train), alpha=0.6, label=f"{name}: 学習損失")
         if val:
             ax.plot(*zip(*val), "o-", label=f"{name}: 検証損失")
         offset += max([p["step"] for p in points], default=0)
@@ -613,8 +613,9 @@ def plot_lift(figures: dict):
 def plot_short_first(figures: dict):
     """Short blocks first against the tiny profile, from the figures of benchmarks/pretrain_lift.py
     (its `short_first` part, and `masked` for the tiny profile): left, masked-token accuracy top-1 and top-5
-    of the unigram guesser, the tiny model and the short-first model; right, notebook 02's test accuracy from a random start, from the tiny
-    model and from the short-first model (medians of the seeds; Japanese labels)."""
+    of the unigram guesser, the tiny model and the short-first model; right, notebook 02's test accuracy
+    from a random start, from the tiny model and from the short-first model (medians of the seeds;
+    Japanese labels)."""
     import matplotlib.pyplot as plt
 
     from ..jpfont import use_japanese_font
