@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/pretrain_lift.py --livedoor ../shared/data/livedoor/text [--seeds 0 1 2]
         [--curve-steps 250 500 1000 2000 4000] [--curve-seeds 0] [--short-first-seeds 0 1 2 [--only-short-first]]
+        [--epochs-seeds 0 1 2 [--epochs 6] [--only-epochs]]
     .venv/bin/python benchmarks/pretrain_lift.py --quick          # a smoke test on generated text (minutes)
 
 For every seed, alternated (A B A B ...): notebook 02's tiny profile from random weights (its own
@@ -22,6 +23,11 @@ results/pretrain_tiny_metrics.json (what deck 08 quotes). Notebook 04 reads pret
 --short-first-seeds: notebook 04 tiny with short blocks first (SHORT_FIRST below) and notebook 02 from
 it, next to the tiny profile's masked-token figures; --only-short-first runs only that and keeps the other
 figures of the results file.
+--epochs-seeds: notebook 02 trained for --epochs epochs without early stopping (patience = epochs), from the
+random start and from notebook 04 tiny's export (the printed command plus those two values), alternated per
+seed: the training and validation accuracy and loss after every epoch, and the test accuracy of the epoch 02
+keeps (the best validation accuracy). It shows whether a longer fine-tuning closes the gap, and where the
+pre-trained start leads. --only-short-first / --only-epochs run only those parts and keep the other figures.
 --quick writes into a new temporary folder (printed) unless --out is given.
 """
 from __future__ import annotations
@@ -64,6 +70,14 @@ def _accuracy(result) -> dict:
             "wall_s": round(result.metrics["runner"]["duration_s"], 1), "run": portable(str(result.run_dir))}
 
 
+def _epochs(result) -> dict:
+    """Notebook 02's figures after every epoch (its `curves.epochs`) and the epoch it kept."""
+    epochs = result.metrics["curves"]["epochs"]
+    return {name: [e[key] for e in epochs] for name, key in (("train_accuracy", "accuracy"), ("train_loss", "loss"),
+                                                              ("val_accuracy", "val_accuracy"), ("val_loss", "val_loss"))
+            } | {"best_epoch": result.metrics["metrics"]["best_epoch"]}
+
+
 def _check(result, what: str):
     if not result.ok:
         raise SystemExit(f"{what} failed: {result.error} (run folder {result.run_dir})")
@@ -77,15 +91,19 @@ class Chain:
         self.corpus, self.runs, self.quick = corpus, runs, quick
         self.tiny = params.resolve(NB04, "tiny")
 
-    def random_start(self, seed: int) -> dict:
+    def random_start(self, seed: int, overrides02: dict | None = None) -> dict:
+        """Notebook 02 tiny as it is (plus `overrides02`): its accuracy, and its epochs with `overrides02`."""
         extra = QUICK_02 if self.quick else {}
-        result = run_notebook(NB02, "tiny", {"data_dir": self.corpus, "seed": seed, **extra},
+        result = run_notebook(NB02, "tiny", {"data_dir": self.corpus, "seed": seed, **extra, **(overrides02 or {})},
                               runs_dir=self.runs, quiet=True)
-        return _accuracy(_check(result, f"notebook 02 (random start, seed {seed})"))
+        result = _check(result, f"notebook 02 (random start, seed {seed})")
+        return {**_accuracy(result), **(_epochs(result) if overrides02 else {})}
 
-    def pretrained(self, seed: int, steps: int | None = None, overrides: dict | None = None) -> dict:
+    def pretrained(self, seed: int, steps: int | None = None, overrides: dict | None = None,
+                   overrides02: dict | None = None) -> dict:
         """Notebook 04 (tiny, or with `steps` and intervals scaled like the tiny profile's, or with
-        `overrides`), then the command it printed, as printed (with --quick: plus the shrinking parameters)."""
+        `overrides`), then the command it printed, as printed (with --quick: plus the shrinking parameters;
+        with `overrides02`: plus those, and the epochs' figures)."""
         p04 = {"corpus": self.corpus, "seed": seed, **(QUICK_04 if self.quick else {}), **(overrides or {})}
         if steps is not None:
             base = self.tiny if not self.quick else {**self.tiny, **QUICK_04}
@@ -101,9 +119,10 @@ class Chain:
         argv = m["finetune_command"]
         args = build_parser().parse_args(argv[4:])          # after "python -m coursekit run"
         extra = [(k, str(v)) for k, v in QUICK_02.items() if k != "per_category"] if self.quick else []
+        extra += [(k, str(v)) for k, v in (overrides02 or {}).items()]
         fine = _check(run_notebook(ROOT / args.notebook, args.profile, [*map(tuple, args.parameter), *extra],
                                    runs_dir=self.runs, quiet=True), f"notebook 02 from 04's export (seed {seed})")
-        out = _accuracy(fine)
+        out = {**_accuracy(fine), **(_epochs(fine) if overrides02 else {})}
         masked = m.get("masked_accuracy", {})
         out.update(pretrain_steps=pre.metrics["params"]["steps"], notebook04_s=round(wall04, 1),
                    phases04=pre.metrics["phases"], command=portable(" ".join(argv)),
@@ -168,6 +187,8 @@ def markdown(res: Results) -> list[str]:
     lines += ["", "0 steps: notebook 02's random start. Per run: `runs` in pretrain_lift.json."]
     if "short_first" in f:
         lines += ["", *short_first_markdown(f["short_first"], f)]
+    if "longer_finetuning" in f:
+        lines += ["", *longer_markdown(f["longer_finetuning"])]
     return lines
 
 
@@ -245,6 +266,60 @@ def short_first(chain: Chain, seeds: list[int]) -> dict:
             "notebook04_s": _median(rows, "notebook04_s"), **masked_figures(rows), "runs": rows}
 
 
+def longer_finetuning(chain: Chain, seeds: list[int], epochs: int) -> dict:
+    """Notebook 02 for `epochs` epochs without early stopping, from the random start and from notebook 04
+    tiny's export (the printed command), alternated per seed: per start, the medians of the seeds after
+    every epoch (training and validation accuracy and loss), the lowest validation loss, the epoch kept and
+    the test accuracy; the runs."""
+    longer = {"epochs": epochs, "patience": epochs}
+    order = iter(seeds * 2)   # alternate() calls each start once per round, in order
+    pending: dict = {}
+
+    def random_start():
+        pending["seed"] = next(order)
+        return {"seed": pending["seed"], **chain.random_start(pending["seed"], longer)}
+
+    def pretrained():
+        row = {"seed": pending["seed"], **chain.pretrained(pending["seed"], overrides02=longer)}
+        row["metrics04"] = portable(str(row["metrics04"]))
+        return row
+
+    t = alternate({"random": random_start, "pretrained": pretrained}, rounds=len(seeds), warmup=0)
+    out = {"epochs": epochs, "seeds": seeds, "runs": {}}
+    for start in ("random", "pretrained"):
+        rows = t[start]["extra"]
+        for row in rows:
+            row["min_val_loss"] = min(row["val_loss"])
+        out[start] = {key: [statistics.median(r[key][e] for r in rows) for e in range(epochs)]
+                      for key in ("train_accuracy", "train_loss", "val_accuracy", "val_loss")}
+        out[start].update(min_val_loss=_median(rows, "min_val_loss"), best_epoch=_median(rows, "best_epoch"),
+                          accuracy=_median(rows, "accuracy"))
+        out["runs"][start] = rows
+        print(f"{epochs} epochs from the {start} start: test accuracy {out[start]['accuracy']['median']:.3f}, "
+              f"validation accuracy by epoch {[round(v, 3) for v in out[start]['val_accuracy']]}", flush=True)
+    return out
+
+
+def longer_markdown(lf: dict) -> list[str]:
+    r, p = lf["random"], lf["pretrained"]
+    lines = ["## Longer fine-tuning", "",
+             f"Notebook 02 tiny with `-p epochs {lf['epochs']} -p patience {lf['epochs']}` (no early stopping; 02 "
+             "keeps the epoch with the best validation accuracy), from the random start and from notebook 04 tiny's "
+             f"export (the command it prints, plus those two values). Seeds {lf['seeds']}, medians per epoch "
+             "(per seed in `longer_finetuning.runs`):", "",
+             "| epoch | validation accuracy, random / pre-trained | training accuracy, random / pre-trained "
+             "| validation loss, random / pre-trained |", "|---:|---:|---:|---:|"]
+    for e in range(lf["epochs"]):
+        lines.append(f"| {e + 1} | {r['val_accuracy'][e]:.3f} / {p['val_accuracy'][e]:.3f} | "
+                     f"{r['train_accuracy'][e]:.3f} / {p['train_accuracy'][e]:.3f} | "
+                     f"{r['val_loss'][e]:.3f} / {p['val_loss'][e]:.3f} |")
+    lines += ["", f"Lowest validation loss (median of the seeds): random {r['min_val_loss']['median']:.3f}, "
+              f"pre-trained {p['min_val_loss']['median']:.3f}. Test accuracy of the kept epoch: random "
+              f"{r['accuracy']['median']:.3f} ({r['accuracy']['min']:.3f}-{r['accuracy']['max']:.3f}), pre-trained "
+              f"{p['accuracy']['median']:.3f} ({p['accuracy']['min']:.3f}-{p['accuracy']['max']:.3f})."]
+    return lines
+
+
 def main(argv=None) -> int:
     ap = chain_options(__doc__.splitlines()[0])
     ap.add_argument("--curve-steps", type=int, nargs="*", default=[250, 500, 1000, 2000, 4000])
@@ -253,22 +328,36 @@ def main(argv=None) -> int:
                     help="also run notebook 04 tiny with short blocks first (SHORT_FIRST) and 02 from it")
     ap.add_argument("--only-short-first", action="store_true",
                     help="run only the --short-first-seeds part; keep the other figures from the results file")
+    ap.add_argument("--epochs-seeds", type=int, nargs="*", default=[],
+                    help="also run notebook 02 for --epochs epochs from both starts (longer fine-tuning)")
+    ap.add_argument("--epochs", type=int, default=6, help="notebook 02's epochs for --epochs-seeds (default 6)")
+    ap.add_argument("--only-epochs", action="store_true",
+                    help="run only the --epochs-seeds part; keep the other figures from the results file")
     args = ap.parse_args(argv)
     if args.only_short_first and not args.short_first_seeds:
         ap.error("--only-short-first needs --short-first-seeds")
+    if args.only_epochs and not args.epochs_seeds:
+        ap.error("--only-epochs needs --epochs-seeds")
+    if args.epochs < 1:
+        ap.error("--epochs must be at least 1")
     with tempfile.TemporaryDirectory() as tmp:
         scratch = Path(tmp)
         corpus, out, label = chain_data(ap, args, scratch, "pretrain_lift")
         if args.quick:
             args.seeds, args.curve_seeds = args.seeds[:1], args.curve_seeds[:1]
             args.curve_steps = [10]
-            args.short_first_seeds = args.short_first_seeds[:1]
-        res = Results("pretrain_lift", out, keep=args.only_short_first)
+            args.short_first_seeds, args.epochs_seeds = args.short_first_seeds[:1], args.epochs_seeds[:1]
+            args.epochs = min(args.epochs, 2)
+        only = args.only_short_first or args.only_epochs
+        res = Results("pretrain_lift", out, keep=only)
         chain = Chain(corpus, scratch / "runs", args.quick)
-        if args.only_short_first:
+        if only:
             if "three" not in res.data["figures"]:
-                ap.error(f"--only-short-first: no earlier figures in {out / 'pretrain_lift.json'}")
-            res.add("short_first", short_first(chain, args.short_first_seeds))
+                ap.error(f"--only-short-first / --only-epochs: no earlier figures in {out / 'pretrain_lift.json'}")
+            if args.only_short_first:
+                res.add("short_first", short_first(chain, args.short_first_seeds))
+            if args.only_epochs:
+                res.add("longer_finetuning", longer_finetuning(chain, args.epochs_seeds, args.epochs))
             res.write(markdown)
             return 0
         res.add("data", label)
@@ -316,6 +405,8 @@ def main(argv=None) -> int:
         res.add("runs", runs)
         if args.short_first_seeds:
             res.add("short_first", short_first(chain, args.short_first_seeds))
+        if args.epochs_seeds:
+            res.add("longer_finetuning", longer_finetuning(chain, args.epochs_seeds, args.epochs))
         res.write(markdown)
     return 0
 
