@@ -473,6 +473,20 @@ def test_short_blocks_first_are_drawn_beside_the_tiny_profile():
     assert fine.get_ylim()[0] == pytest.approx(0.64)
 
 
+def test_longer_fine_tuning_is_drawn_epoch_by_epoch():
+    longer = {"epochs": 3,
+              "random": {"train_accuracy": [0.2, 0.7, 0.9], "val_accuracy": [0.57, 0.77, 0.83], "val_loss": [1.2, 0.7, 0.69]},
+              "pretrained": {"train_accuracy": [0.3, 0.8, 1.0], "val_accuracy": [0.6, 0.7, 0.74], "val_loss": [1.1, 1.0, 1.2]}}
+    fig = pretrain.plot_longer_finetuning(longer)
+    accuracy, loss = fig.axes
+    drawn = {line.get_label(): list(line.get_ydata()) for line in accuracy.lines}
+    assert drawn == {"ランダムな重みから: 検証データ": [0.57, 0.77, 0.83], "ランダムな重みから: 学習データ": [0.2, 0.7, 0.9],
+                     "tiny から: 検証データ": [0.6, 0.7, 0.74], "tiny から: 学習データ": [0.3, 0.8, 1.0]}
+    assert list(accuracy.lines[0].get_xdata()) == [1, 2, 3] and accuracy.get_xlabel() == "エポック"
+    assert [list(line.get_ydata()) for line in loss.lines] == [[1.2, 0.7, 0.69], [1.1, 1.0, 1.2]]
+    assert loss.get_ylabel() == "検証損失"
+
+
 def test_the_best_length_within_the_budget_leaves_out_the_random_start_and_slow_lengths():
     curve = [{"steps": 0, "accuracies": [0.9, 0.9, 0.9], "median": 0.9},           # no notebook 04 run
              {"steps": 100, "accuracies": [0.80], "median": 0.80, "notebook04_s": [200]},

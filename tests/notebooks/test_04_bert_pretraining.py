@@ -93,6 +93,13 @@ def test_notebook_04_pretrains_exports_and_fills_masks(text_folder, runs_dir):
     assert shown["model_top1"] == short_first["model_top1"]["median"] > shown["unigram_top1"]
     assert shown["accuracy"] == short_first["accuracy"]["median"] and shown["tiny_accuracy"] == lift["pretrained"]
     assert (run / "short_first.png").is_file()
+    longer = json.loads((ROOT / pretrain.LIFT_RESULTS).read_text())["figures"]["longer_finetuning"]
+    shown = m["longer_finetuning_results"]
+    assert shown["epochs"] == longer["epochs"] == len(shown["pretrained_val_accuracy"]) > 3
+    assert shown["random_val_accuracy"] == longer["random"]["val_accuracy"]
+    assert shown["pretrained_accuracy"] == longer["pretrained"]["accuracy"]["median"]
+    assert shown["random_min_val_loss"] == longer["random"]["min_val_loss"]["median"]
+    assert (run / "longer_finetuning.png").is_file()
     rates = json.loads((ROOT / pretrain.TRANSFER_RESULTS).read_text())["figures"]["learning_rates"]["rates"]
     assert set(transfer["learning_rates"]) == {f"{r['learning_rate']:g}" for r in rates} != set()
     html = result.html.read_text(encoding="utf-8")

@@ -648,6 +648,35 @@ def plot_short_first(figures: dict):
     return fig
 
 
+def plot_longer_finetuning(longer: dict):
+    """Notebook 02 fine-tuned longer, from the `longer_finetuning` figures of benchmarks/pretrain_lift.py
+    --epochs-seeds: left, training (dashed) and validation (solid) accuracy after every epoch from the random
+    and from the pre-trained start; right, the validation loss (medians of the seeds; Japanese labels)."""
+    import matplotlib.pyplot as plt
+
+    from ..jpfont import use_japanese_font
+
+    use_japanese_font()
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8))
+    epochs = np.arange(1, longer["epochs"] + 1)
+    for key, name, color in (("random", "ランダムな重みから", "tab:gray"), ("pretrained", "tiny から", "tab:blue")):
+        figures = longer[key]
+        left.plot(epochs, figures["val_accuracy"], "o-", color=color, label=f"{name}: 検証データ")
+        left.plot(epochs, figures["train_accuracy"], "--", color=color, alpha=0.7, label=f"{name}: 学習データ")
+        right.plot(epochs, figures["val_loss"], "o-", color=color, label=name)
+    left.set_xlabel("エポック")
+    left.set_ylabel("正解率")
+    left.set_ylim(0, 1.02)
+    left.set_title("ノートブック 02 の正解率")
+    left.legend(fontsize="small", loc="lower right")
+    right.set_xlabel("エポック")
+    right.set_ylabel("検証損失")
+    right.set_title("ノートブック 02 の検証損失")
+    right.legend(fontsize="small")
+    fig.tight_layout()
+    return fig
+
+
 def plot_transfer(transfer: dict, lift: dict | None = None):
     """benchmarks/pretrain_transfer.py's test accuracies of notebook 02 from each start (median of the seeds,
     bars from min to max), then its learning-rate rows (pre-trained and random start at each other rate) when
