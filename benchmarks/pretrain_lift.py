@@ -73,9 +73,10 @@ def _accuracy(result) -> dict:
 def _epochs(result) -> dict:
     """Notebook 02's figures after every epoch (its `curves.epochs`) and the epoch it kept."""
     epochs = result.metrics["curves"]["epochs"]
-    return {name: [e[key] for e in epochs] for name, key in (("train_accuracy", "accuracy"), ("train_loss", "loss"),
-                                                              ("val_accuracy", "val_accuracy"), ("val_loss", "val_loss"))
-            } | {"best_epoch": result.metrics["metrics"]["best_epoch"]}
+    names = {"train_accuracy": "accuracy", "train_loss": "loss", "val_accuracy": "val_accuracy", "val_loss": "val_loss"}
+    figures = {name: [e[key] for e in epochs] for name, key in names.items()}
+    figures["best_epoch"] = result.metrics["metrics"]["best_epoch"]
+    return figures
 
 
 def _check(result, what: str):
@@ -135,6 +136,23 @@ class Chain:
                    fill_mask_neighbour_hits=m.get("fill_mask_neighbour_hits"),
                    metrics04=pre.run_dir / "metrics.json")
         return out
+
+
+def alternate_starts(seeds: list[int], random_start, pretrained) -> tuple[list[dict], list[dict]]:
+    """Both starts for every seed, alternated (random, pre-trained, random, ...): `random_start(seed)` and
+    `pretrained(seed)` return a run's figures; the rows of each start, with their seed."""
+    order = iter(seeds)
+    pending: dict = {}
+
+    def first():
+        pending["seed"] = next(order)
+        return {"seed": pending["seed"], **random_start(pending["seed"])}
+
+    def second():
+        return {"seed": pending["seed"], **pretrained(pending["seed"])}
+
+    t = alternate({"random": first, "pretrained": second}, rounds=len(seeds), warmup=0)
+    return t["random"]["extra"], t["pretrained"]["extra"]
 
 
 def _median(rows: list[dict], key: str) -> dict:
@@ -272,24 +290,14 @@ def longer_finetuning(chain: Chain, seeds: list[int], epochs: int) -> dict:
     every epoch (training and validation accuracy and loss), the lowest validation loss, the epoch kept and
     the test accuracy; the runs."""
     longer = {"epochs": epochs, "patience": epochs}
-    order = iter(seeds * 2)   # alternate() calls each start once per round, in order
-    pending: dict = {}
-
-    def random_start():
-        pending["seed"] = next(order)
-        return {"seed": pending["seed"], **chain.random_start(pending["seed"], longer)}
-
-    def pretrained():
-        row = {"seed": pending["seed"], **chain.pretrained(pending["seed"], overrides02=longer)}
-        row["metrics04"] = portable(str(row["metrics04"]))
-        return row
-
-    t = alternate({"random": random_start, "pretrained": pretrained}, rounds=len(seeds), warmup=0)
+    rows_of = dict(zip(("random", "pretrained"), alternate_starts(
+        seeds, lambda seed: chain.random_start(seed, longer), lambda seed: chain.pretrained(seed, overrides02=longer))))
     out = {"epochs": epochs, "seeds": seeds, "runs": {}}
-    for start in ("random", "pretrained"):
-        rows = t[start]["extra"]
+    for start, rows in rows_of.items():
         for row in rows:
             row["min_val_loss"] = min(row["val_loss"])
+            if "metrics04" in row:
+                row["metrics04"] = portable(str(row["metrics04"]))
         out[start] = {key: [statistics.median(r[key][e] for r in rows) for e in range(epochs)]
                       for key in ("train_accuracy", "train_loss", "val_accuracy", "val_loss")}
         out[start].update(min_val_loss=_median(rows, "min_val_loss"), best_epoch=_median(rows, "best_epoch"),
@@ -361,18 +369,7 @@ def main(argv=None) -> int:
             res.write(markdown)
             return 0
         res.add("data", label)
-        seeds = iter(args.seeds * 2)   # alternate() calls each variant once per round, in order
-        pending: dict = {}
-
-        def random_start():
-            pending["seed"] = next(seeds)
-            return {"seed": pending["seed"], **chain.random_start(pending["seed"])}
-
-        def pretrained():
-            return {"seed": pending["seed"], **chain.pretrained(pending["seed"])}
-
-        t = alternate({"random": random_start, "pretrained": pretrained}, rounds=len(args.seeds), warmup=0)
-        rand, pre = t["random"]["extra"], t["pretrained"]["extra"]
+        rand, pre = alternate_starts(args.seeds, chain.random_start, chain.pretrained)
         for row in pre:
             if row["seed"] == args.seeds[0]:
                 copy_portable(row["metrics04"], out / "pretrain_tiny_metrics.json")
