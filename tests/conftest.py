@@ -51,6 +51,13 @@ def printed_text(notebook: Path) -> str:
     return "".join("".join(o.get("text", "")) for c in cells for o in c.get("outputs", []))
 
 
+def committed_figures(results_file: str) -> dict:
+    """The `figures` of a committed benchmark results file (a path under the kit, e.g. pretrain.LIFT_RESULTS)."""
+    import json
+
+    return json.loads((ROOT / results_file).read_text(encoding="utf-8"))["figures"]
+
+
 def printed_lines(notebook: Path, start: str) -> list[str]:
     """The lines of an executed notebook's printed output that begin (after spaces) with `start`."""
     return [line.strip() for line in printed_text(notebook).splitlines() if line.strip().startswith(start)]

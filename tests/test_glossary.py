@@ -45,6 +45,9 @@ def glossary_terms(text: str) -> list[tuple[str, str]]:
     return terms
 
 
+TERMS = glossary_terms(GLOSSARY.read_text(encoding="utf-8"))
+
+
 def _prose(markdown: str) -> str:
     """Markdown without fenced code, inline code and the decks' {{placeholders}}."""
     markdown = re.sub(r"```.*?```", " ", markdown, flags=re.S)
@@ -88,7 +91,7 @@ def texts_of(path: Path) -> list[tuple[str, str, bool]]:
 
 
 def test_the_glossary_lists_the_words_to_avoid():
-    terms = dict((wrong, right) for right, wrong in glossary_terms(GLOSSARY.read_text(encoding="utf-8")))
+    terms = dict((wrong, right) for right, wrong in TERMS)
     assert terms["キット"] == terms["コースキット"] == "教材"
     assert terms["訓練"] == "学習" and terms["warmup"] == "ウォームアップ" and terms["元のワークショップ"] == "元の講習"
     assert not set(NOT_CHECKED) & set(terms)
@@ -96,19 +99,17 @@ def test_the_glossary_lists_the_words_to_avoid():
 
 
 def test_the_check_finds_a_wrong_word_and_spares_right_ones():
-    terms = glossary_terms(GLOSSARY.read_text(encoding="utf-8"))
     wrong = "キットの訓練データで warm-up をします。ユーザ名"
-    assert sorted(b.split(":")[0] for b in breaches(wrong, terms, prose=True)) == sorted([
+    assert sorted(b.split(":")[0] for b in breaches(wrong, TERMS, prose=True)) == sorted([
         "訓練 → 学習", "訓練データ → 学習データ / 検証データ / テストデータ", "キット → 教材", "warm-up → ウォームアップ",
         "ユーザ → ユーザー"])
     right = ("教材の学習データでウォームアップをします。ユーザー名、混合精度、クロスエントロピー、クラスタ、"
              "`val_accuracy` と {{livedoor.metrics.accuracy}}\n```\nwarmup_steps = 30\n```")
-    assert breaches(right, terms, prose=True) == []
-    assert breaches("print('warm-up')  # warm-up, not timed", terms, prose=False) == []
+    assert breaches(right, TERMS, prose=True) == []
+    assert breaches("print('warm-up')  # warm-up, not timed", TERMS, prose=False) == []
 
 
 @pytest.mark.parametrize("path", student_files(), ids=lambda p: str(p.relative_to(ROOT)))
 def test_students_read_the_glossarys_words(path):
-    terms = glossary_terms(GLOSSARY.read_text(encoding="utf-8"))
-    found = [f"{where}: {b}" for where, text, prose in texts_of(path) for b in breaches(text, terms, prose=prose)]
+    found = [f"{where}: {b}" for where, text, prose in texts_of(path) for b in breaches(text, TERMS, prose=prose)]
     assert found == []

@@ -42,7 +42,7 @@ from pathlib import Path
 
 import pytest
 
-from ..conftest import ROOT, printed_lines
+from ..conftest import ROOT, committed_figures, printed_lines
 from ..corpora import write_sample_corpus
 from ..fileserver import FileServer
 from ..lessons.test_alt import write_parallel
@@ -372,7 +372,7 @@ def test_the_command_notebook_04_prints_runs_as_a_student_offline(people):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     [folder] = [p for p in runs.iterdir() if p.name != "prints"]
     record = json.loads((folder / "metrics.json").read_text())
-    expected = json.loads((ROOT / pretrain.LIFT_RESULTS).read_text())["figures"]["short_first"]["params"]
+    expected = committed_figures(pretrain.LIFT_RESULTS)["short_first"]["params"]
     assert record["status"] == "completed" and {k: record["params"][k] for k in expected} == expected
     for phase, seq_len in (("phase1", expected["seq_len"]), ("phase2", expected["phase2_seq_len"])):
         state = json.loads((folder / "work" / phase / "final" / "trainer_state.json").read_text())

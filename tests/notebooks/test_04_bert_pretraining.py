@@ -11,7 +11,7 @@ import pytest
 from coursekit.harness.runner import run_notebook
 from coursekit.lessons import pretrain
 
-from ..conftest import NOTEBOOKS, ROOT, coursekit_cli, printed_lines, printed_text
+from ..conftest import NOTEBOOKS, ROOT, committed_figures, coursekit_cli, printed_lines, printed_text
 from ..corpora import write_sample_corpus, write_sample_folder
 
 pytestmark = pytest.mark.notebook
@@ -88,19 +88,19 @@ def test_notebook_04_pretrains_exports_and_fills_masks(text_folder, runs_dir):
     assert transfer["file"] == pretrain.TRANSFER_RESULTS and (run / "transfer.png").is_file()
     assert transfer["weights"] == pytest.approx(transfer["pretrained"] - transfer["random_04_vocab"])
     assert transfer["vocabulary"] == pytest.approx(transfer["random_04_vocab"] - lift["random"])
-    short_first = json.loads((ROOT / pretrain.LIFT_RESULTS).read_text())["figures"]["short_first"]
+    committed = committed_figures(pretrain.LIFT_RESULTS)
+    short_first, longer = committed["short_first"], committed["longer_finetuning"]
     shown = m["short_first_results"]
     assert shown["model_top1"] == short_first["model_top1"]["median"] > shown["unigram_top1"]
     assert shown["accuracy"] == short_first["accuracy"]["median"] and shown["tiny_accuracy"] == lift["pretrained"]
     assert (run / "short_first.png").is_file()
-    longer = json.loads((ROOT / pretrain.LIFT_RESULTS).read_text())["figures"]["longer_finetuning"]
     shown = m["longer_finetuning_results"]
     assert shown["epochs"] == longer["epochs"] == len(shown["pretrained_val_accuracy"]) > 3
     assert shown["random_val_accuracy"] == longer["random"]["val_accuracy"]
     assert shown["pretrained_accuracy"] == longer["pretrained"]["accuracy"]["median"]
     assert shown["random_min_val_loss"] == longer["random"]["min_val_loss"]["median"]
     assert (run / "longer_finetuning.png").is_file()
-    rates = json.loads((ROOT / pretrain.TRANSFER_RESULTS).read_text())["figures"]["learning_rates"]["rates"]
+    rates = committed_figures(pretrain.TRANSFER_RESULTS)["learning_rates"]["rates"]
     assert set(transfer["learning_rates"]) == {f"{r['learning_rate']:g}" for r in rates} != set()
     html = result.html.read_text(encoding="utf-8")
     assert result.html.is_file() and "SparseBertForMaskedLM(config)" in html and "Traceback" not in html
@@ -162,7 +162,7 @@ def test_notebook_04_max_steps_caps_each_phase_with_the_reference_solutions(text
 
     [line] = printed_lines(result.notebook, "python -m coursekit run notebooks/04_bert_pretraining.ipynb")
     argv = shlex.split(line)
-    expected = json.loads((ROOT / pretrain.LIFT_RESULTS).read_text())["figures"]["short_first"]["params"]
+    expected = committed_figures(pretrain.LIFT_RESULTS)["short_first"]["params"]
     assert argv[:3] == ["python", "-m", "coursekit"] and len(argv) == 7 + 3 * len(expected)
     assert dict(zip(argv[8::3], argv[9::3])) == {k: str(v) for k, v in expected.items()}
     smoke = ["-p", "corpus", str(text_folder), "-p", "vocab_size", "150", "-p", "hidden_size", "64",
