@@ -191,3 +191,44 @@ def test_data_warnings_are_counted_in_the_run_s_last_line_and_the_record(tmp_pat
     (folder,) = (runs_dir / "warned").iterdir()
     data = json.loads((folder / "metrics.json").read_text())
     assert [w["counts"] for w in data["warnings"]] == [{"skipped": 2}, {"test_in_train": 1}]
+
+
+def _signals_sent_at_shutdown(tmp_path, job: dict) -> list[int]:
+    """Start a real kernel with the runner's kernel manager, shut it down gracefully as nbclient does
+    at the end of a notebook, and return the signals the manager sent the kernel process."""
+    import asyncio
+
+    from coursekit.harness.runner import _exit_recording_kernel_manager
+
+    async def run() -> list[int]:
+        manager_class, _ = _exit_recording_kernel_manager(str(tmp_path), job)
+        km = manager_class(kernel_name="python3")
+        await km.start_kernel()
+        sent: list[int] = []
+        send = km.provisioner.send_signal
+
+        async def recording(signum: int) -> None:
+            sent.append(signum)
+            await send(signum)
+
+        km.provisioner.send_signal = recording
+        try:
+            await km.shutdown_kernel(now=False)
+        finally:
+            if km.has_kernel:
+                await km.shutdown_kernel(now=True)
+        assert not await km.is_alive(), "the kernel process ended"
+        return sent
+
+    return asyncio.run(run())
+
+
+def test_a_finished_notebook_s_kernel_is_shut_down_without_an_interrupt(tmp_path):
+    """jupyter_client interrupts (SIGINT) every kernel it shuts down; a kernel still answering a message
+    then logs "[IPKernelApp] ERROR | KeyboardInterrupt caught in kernel." into the job log of a run that
+    went well. The runner's manager interrupts only a job that was told to stop (SIGTERM)."""
+    import signal
+
+    assert signal.SIGINT not in _signals_sent_at_shutdown(tmp_path / "a", {})
+    assert signal.SIGINT in _signals_sent_at_shutdown(tmp_path / "b", {"signal": signal.SIGTERM}), \
+        "a job being stopped still interrupts the cell that runs"

@@ -81,9 +81,14 @@ def _record_outcome(run_dir: Path, notebook: Path, profile: str | None, params: 
     return data
 
 
-def _exit_recording_kernel_manager(socket_dir: str):
+def _exit_recording_kernel_manager(socket_dir: str, job: dict | None = None):
     """A kernel manager class that remembers how the kernel process ended (its exit code; negative:
     the signal that killed it), so a dead kernel can be told apart from an out-of-memory kill.
+    It shuts the kernel down without interrupting it first, unless the job was signalled to stop
+    (`job["signal"]`, set by _job_context): jupyter_client sends SIGINT before every shutdown, and
+    a kernel that has finished its last cell but is still answering a message then writes
+    "[IPKernelApp] ERROR | KeyboardInterrupt caught in kernel." into the log of a run that went well
+    (seen after notebook 02's TensorFlow runs). A kernel busy in a cell still gets the interrupt.
     The kernel talks over Unix sockets in `socket_dir` (a private folder), not TCP ports on 127.0.0.1:
     jupyter_client picks a free port, releases it and the kernel binds it later, so kernels starting at
     once on one node (several students' jobs, a sweep's tasks) could take the same port and die with
@@ -106,6 +111,13 @@ def _exit_recording_kernel_manager(socket_dir: str):
             return await super()._async_is_alive()
 
         is_alive = _async_is_alive
+
+        async def _async_interrupt_kernel(self) -> None:
+            if self.shutting_down and not (job or {}).get("signal"):
+                return   # the notebook ended (completed or a failing cell): the kernel is idle
+            await super()._async_interrupt_kernel()
+
+        interrupt_kernel = _async_interrupt_kernel
 
     return ExitRecordingKernelManager, seen
 
@@ -161,11 +173,15 @@ def _run_folder(notebook: Path, root: Path | None, name: str | None) -> tuple[Pa
 
 
 @contextmanager
-def _job_context(run_dir: Path, say) -> Iterator[None]:
+def _job_context(run_dir: Path, say) -> Iterator[dict]:
     """While the notebook runs: SIGTERM ends it as "killed"; Slurm's warning signal (USR1, passed
     on by sbatch/run-notebook.sh) asks it to checkpoint and stop; the kernel inherits
-    COURSEKIT_RUN_DIR (where `record.open_run` and `preemption` look)."""
+    COURSEKIT_RUN_DIR (where `record.open_run` and `preemption` look). Yields the job's state:
+    {"signal": N} once SIGTERM arrived."""
+    job: dict = {}
+
     def on_term(signum, frame):
+        job["signal"] = signum
         raise JobKilled(f"received signal {signum} (job cancelled or out of time) / "
                         f"シグナル {signum} を受けました(ジョブの取り消し scancel か、時間切れ)")
 
@@ -179,7 +195,7 @@ def _job_context(run_dir: Path, say) -> Iterator[None]:
     old_usr1 = signal.signal(signal.SIGUSR1, on_warning) if main else None
     with kernel_env({RUN_DIR_ENV: str(run_dir)}):
         try:
-            yield
+            yield job
         finally:
             if main:
                 signal.signal(signal.SIGTERM, old_term)
@@ -203,14 +219,14 @@ def kernel_env(values: dict[str, str]) -> Iterator[None]:
 
 
 def _execute(notebook: Path, out_nb: Path, values: dict, kernel: str, quiet: bool,
-             say) -> tuple[str, str | None]:
+             say, job: dict | None = None) -> tuple[str, str | None]:
     """Run the notebook with papermill; return (status, error) without raising for a failing cell."""
     import papermill
     from nbclient.exceptions import DeadKernelError
     from papermill.exceptions import PapermillExecutionError
 
     socket_dir = tempfile.mkdtemp(prefix="coursekit-kernel-")   # 0700: this user's kernel only
-    manager_class, kernel_exit = _exit_recording_kernel_manager(socket_dir)
+    manager_class, kernel_exit = _exit_recording_kernel_manager(socket_dir, job)
     try:
         papermill.execute_notebook(
             str(notebook), str(out_nb), parameters=values, kernel_name=kernel,
@@ -293,9 +309,9 @@ def run_notebook(notebook: str | Path, profile: str | None = None,
             f"{launch['master_addr']}:{launch['master_port']}; the other ranks run in scratch folders")
     thread_info = threads.plan()   # OMP/MKL/TF threads = the job's CPUs
     say(f"coursekit run: {threads.log_line(thread_info)}")
-    with _job_context(run_dir, say), kernel_env({**threads.kernel_values(thread_info), **dist_env}), \
+    with _job_context(run_dir, say) as job, kernel_env({**threads.kernel_values(thread_info), **dist_env}), \
             utilisation.Sampler() as sampler:  # GPU/CPU use sampled
-        status, error = _execute(notebook, out_nb, values, kernel, quiet, say)
+        status, error = _execute(notebook, out_nb, values, kernel, quiet, say, job)
     duration = time.perf_counter() - t0
     if launch:
         pointer.unlink(missing_ok=True)
@@ -339,8 +355,8 @@ def _run_other_rank(notebook: Path, values: dict, root: Path | None, launch: dic
     out_nb = scratch / notebook.name
     t0 = time.perf_counter()
     env = {**threads.kernel_values(threads.plan()), **launch["env"], MAIN_RUN_DIR_ENV: str(main_dir)}
-    with _job_context(scratch, say), kernel_env(env):
-        status, error = _execute(notebook, out_nb, values, kernel, quiet, say)
+    with _job_context(scratch, say) as job, kernel_env(env):
+        status, error = _execute(notebook, out_nb, values, kernel, quiet, say, job)
     took = format_seconds(time.perf_counter() - t0)
     say(f"coursekit run: rank {launch['rank']}: {status} in {took} / {STATUS_JA.get(status, status)}({took})")
     if status == "completed":  # rank 0's run folder has the record; a failed rank's notebook stays to be read
