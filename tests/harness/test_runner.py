@@ -74,6 +74,13 @@ def test_successful_run_writes_notebook_html_and_metrics(scratch, runs_dir):
     assert again.run_dir.name == "demo-2", "an earlier run folder is never overwritten"
 
 
+def _loop_cell_outputs(executed) -> list[dict]:
+    """The outputs of the executed notebook's loop cell (papermill adds a cell of injected parameters)."""
+    (cell,) = [c for c in json.loads(executed.read_text())["cells"]
+               if c["cell_type"] == "code" and "for i in range(n)" in "".join(c["source"])]
+    return cell.get("outputs", [])
+
+
 def test_sigterm_is_recorded_as_killed_and_keeps_the_notebook(tmp_path, runs_dir):
     import signal
     import subprocess
@@ -97,9 +104,36 @@ def test_sigterm_is_recorded_as_killed_and_keeps_the_notebook(tmp_path, runs_dir
     assert proc.returncode == 1 and "KILLED / 強制終了: received signal 15" in err and "時間切れ" in err
     data = json.loads((folder / "metrics.json").read_text())
     assert data["status"] == "killed"
-    outputs = json.loads((folder / "sleepy.ipynb").read_text())["cells"][1].get("outputs", [])
+    outputs = _loop_cell_outputs(folder / "sleepy.ipynb")
+    assert "0\n" in "".join("".join(o.get("text", "")) for o in outputs), "the loop cell's output is kept"
     assert "119\n" not in "".join("".join(o.get("text", "")) for o in outputs), "killed before the loop ended"
+    assert outputs[-1].get("ename") == "KeyboardInterrupt", "the cell shows where the job stopped it"
     assert (folder / "sleepy.html").is_file() and (folder / "sleepy.ipynb").is_file()
+
+
+def test_ctrl_c_on_the_login_node_stops_the_cell_and_records_killed(tmp_path, runs_dir):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    started = tmp_path / "loop-started"
+    nb = write_notebook(tmp_path / "sleepy.ipynb", f'profile = "full"\nn = 120\nstarted = "{started}"',
+                        "import time\nopen(started, 'w').close()\nfor i in range(n):\n    time.sleep(0.5)")
+    proc = subprocess.Popen([sys.executable, "-m", "coursekit", "run", str(nb), "--name", "c"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # as typed, not in &
+    deadline = time.time() + 300
+    while not started.exists() and time.time() < deadline:
+        time.sleep(0.2)
+    assert started.exists(), "the loop cell never started"
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1 and "KILLED / 強制終了: interrupted" in err
+    folder = runs_dir / "sleepy" / "c"
+    assert json.loads((folder / "metrics.json").read_text())["status"] == "killed"
+    outputs = _loop_cell_outputs(folder / "sleepy.ipynb")
+    assert outputs and outputs[-1].get("ename") == "KeyboardInterrupt", "the kernel was interrupted mid-cell"
 
 
 # ------------------------------------------------------------------ nothing silently wrong

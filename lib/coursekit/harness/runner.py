@@ -85,7 +85,7 @@ def _exit_recording_kernel_manager(socket_dir: str, job: dict | None = None):
     """A kernel manager class that remembers how the kernel process ended (its exit code; negative:
     the signal that killed it), so a dead kernel can be told apart from an out-of-memory kill.
     It shuts the kernel down without interrupting it first, unless the job was signalled to stop
-    (`job["signal"]`, set by _job_context): jupyter_client sends SIGINT before every shutdown, and
+    (`job["signal"]`, set by _job_context on SIGTERM or Ctrl-C): jupyter_client sends SIGINT before every shutdown, and
     a kernel that has finished its last cell but is still answering a message then writes
     "[IPKernelApp] ERROR | KeyboardInterrupt caught in kernel." into the log of a run that went well
     (seen after notebook 02's TensorFlow runs). A kernel busy in a cell still gets the interrupt.
@@ -177,7 +177,7 @@ def _job_context(run_dir: Path, say) -> Iterator[dict]:
     """While the notebook runs: SIGTERM ends it as "killed"; Slurm's warning signal (USR1, passed
     on by sbatch/run-notebook.sh) asks it to checkpoint and stop; the kernel inherits
     COURSEKIT_RUN_DIR (where `record.open_run` and `preemption` look). Yields the job's state:
-    {"signal": N} once SIGTERM arrived."""
+    {"signal": N} once SIGTERM (or Ctrl-C) arrived."""
     job: dict = {}
 
     def on_term(signum, frame):
@@ -190,9 +190,15 @@ def _job_context(run_dir: Path, say) -> Iterator[dict]:
             "終了予告のシグナルを受けました。チェックポイントを保存して止めます")
         preemption.request_stop(run_dir, f"signal {signum}")
 
+    def on_interrupt(signum, frame):   # Ctrl-C on the login node: as Python's own handler, noted
+        job["signal"] = signum
+        raise KeyboardInterrupt
+
     main = threading.current_thread() is threading.main_thread()
     old_term = signal.signal(signal.SIGTERM, on_term) if main else None
     old_usr1 = signal.signal(signal.SIGUSR1, on_warning) if main else None
+    ctrl_c = main and signal.getsignal(signal.SIGINT) is signal.default_int_handler   # not when ignored
+    old_int = signal.signal(signal.SIGINT, on_interrupt) if ctrl_c else None
     with kernel_env({RUN_DIR_ENV: str(run_dir)}):
         try:
             yield job
@@ -200,6 +206,8 @@ def _job_context(run_dir: Path, say) -> Iterator[dict]:
             if main:
                 signal.signal(signal.SIGTERM, old_term)
                 signal.signal(signal.SIGUSR1, old_usr1)
+            if ctrl_c:
+                signal.signal(signal.SIGINT, old_int)
 
 
 @contextmanager
