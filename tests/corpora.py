@@ -72,7 +72,7 @@ def sample_documents(n_documents: int = 200, sentences: int = 8, seed: int = 0) 
         for _ in range(sentences - 1):
             thing = rng.choice(_THINGS)
             lines.append(f"{rng.choice(_PEOPLE)}は{rng.choice(_PLACES)}で{thing}を{_VERBS[thing]}。")
-        lines.append(f"明日も{weather}でしょうか？")
+        lines.append(f"明日の天気も{weather}でしょうか？")   # 12+ characters: notebook 04 can hide a word here
         docs.append("".join(lines))
     return docs
 

@@ -568,3 +568,25 @@ def test_neighbour_guesser_answers_what_stood_between_the_two_neighbours(sample_
         guesser.accuracy([{"input_ids": [4, 9, 5], "labels": [-100, -100, -100]}], mask)
     with pytest.raises(ValueError, match="no training blocks"):
         pretrain.NeighbourGuesser([], vocab)
+
+
+def test_fill_mask_hits_count_the_held_out_sentences_both_ways(sample_tokenizer):
+    tok = sample_tokenizer
+    docs = [corpora.split_sentences(d) for d in sample_documents(60, seed=9)]
+    blocks = pretrain.encode_documents(tok, docs[:50], seq_len=64)
+    counts = pretrain.token_counts(blocks, len(tok))
+    examples = pretrain.fill_mask_examples(tok, docs[50:], counts, n=10, min_count=30, sentence_chars=(5, 60), seed=0)
+    guesser = pretrain.NeighbourGuesser(blocks, len(tok))
+    # a model that always ranks the first two examples' answers on top finds exactly the examples with those answers
+    favourites = list(dict.fromkeys(ex["answer_id"] for ex in examples))[:2]
+    model = _rigged(tok, favourites)
+    hits = pretrain.fill_mask_hits(model, examples, guesser, k=2)
+    assert hits["sentences"] == len(examples) >= 5 and hits["k"] == 2
+    assert hits["model"] == sum(ex["answer_id"] in favourites for ex in examples) >= 2
+    by_hand = sum(ex["answer_id"] in guesser.guesses(ex["ids"][ex["position"] - 1], ex["ids"][ex["position"] + 1], k=2)
+                  for ex in examples)
+    assert hits["neighbour"] == by_hand
+    assert pretrain.fill_mask_hits(model, examples)["neighbour"] is None
+    assert pretrain.fill_mask_hits(_rigged(tok, [tok.pad_token_id]), examples, k=1)["model"] == 0
+    with pytest.raises(ValueError, match="no held-out sentences"):
+        pretrain.fill_mask_hits(model, [])

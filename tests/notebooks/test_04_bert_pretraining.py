@@ -70,6 +70,11 @@ def test_notebook_04_pretrains_exports_and_fills_masks(text_folder, runs_dir):
     assert m["fill_mask_top5_hits"] == sum(f["hit"] for f in held_out)
     assert all(len(f["neighbour_guesses"]) == 5 and isinstance(f["neighbour_hit"], bool) for f in held_out)
     assert m["fill_mask_neighbour_hits"] == sum(f["neighbour_hit"] for f in held_out)
+    every = m["fill_mask_held_out"]   # every held-out sentence chosen the same way, the printed ones first
+    assert every["k"] == 5 and every["sentences"] >= len(held_out) > 0
+    assert m["fill_mask_top5_hits"] <= every["model"] <= every["sentences"] - len(held_out) + m["fill_mask_top5_hits"]
+    assert 0 <= every["neighbour"] <= every["sentences"]
+    assert f"同じ選び方をしたテストデータの文すべて({every['sentences']} 文)" in printed_text(result.notebook)
     assert all(len(f["predictions"]) == 5 and all(p["token"] for p in f["predictions"]) for f in fill)
     assert m["keras_bert_parameters"] > 0 and m["parameters"] > 0
     assert m["finetune_command"][4:7] == ["notebooks/02_livedoor_bert.ipynb", "--profile", "tiny"]
