@@ -61,9 +61,11 @@ _VERBS = {"本": "読みました", "パン": "食べました", "手紙": "書�
 _WEATHER = "晴れ 雨 曇り 雪".split()
 
 
-def sample_documents(n_documents: int = 200, sentences: int = 8, seed: int = 0) -> list[str]:
+def sample_documents(n_documents: int = 200, sentences: int = 8, seed: int = 0,
+                     last: str = "明日も{}でしょうか？") -> list[str]:
     """Generated Japanese documents with learnable regularities (each object has its own verb,
-    each document its own weather): a corpus for tests and for trying the notebook without data."""
+    each document its own weather, in its first and `last` sentence): a corpus for tests and for
+    trying the notebook without data."""
     rng = random.Random(seed)
     docs = []
     for _ in range(n_documents):
@@ -72,15 +74,15 @@ def sample_documents(n_documents: int = 200, sentences: int = 8, seed: int = 0) 
         for _ in range(sentences - 1):
             thing = rng.choice(_THINGS)
             lines.append(f"{rng.choice(_PEOPLE)}は{rng.choice(_PLACES)}で{thing}を{_VERBS[thing]}。")
-        lines.append(f"明日の天気も{weather}でしょうか？")   # 12+ characters: notebook 04 can hide a word here
+        lines.append(last.format(weather))
         docs.append("".join(lines))
     return docs
 
 
-def write_sample_folder(folder: str | Path, n_documents: int = 200, seed: int = 0) -> Path:
-    """`sample_documents` written as a folder of .txt files (one per document)."""
+def write_sample_folder(folder: str | Path, n_documents: int = 200, seed: int = 0, **kwargs) -> Path:
+    """`sample_documents` (with `kwargs`) written as a folder of .txt files (one per document)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    for k, doc in enumerate(sample_documents(n_documents, seed=seed)):
+    for k, doc in enumerate(sample_documents(n_documents, seed=seed, **kwargs)):
         (folder / f"doc-{k:05d}.txt").write_text(doc + "\n", encoding="utf-8")
     return folder
