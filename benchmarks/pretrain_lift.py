@@ -134,6 +134,7 @@ class Chain:
                    neighbour_top5=masked.get("neighbours", {}).get("topk"),
                    fill_mask_hits=m.get("fill_mask_top5_hits"), fill_mask_examples=m.get("fill_mask_examples"),
                    fill_mask_neighbour_hits=m.get("fill_mask_neighbour_hits"),
+                   fill_mask_held_out=m.get("fill_mask_held_out"),   # every held-out sentence (a7ed604 on)
                    metrics04=pre.run_dir / "metrics.json")
         return out
 
@@ -196,6 +197,9 @@ def markdown(res: Results) -> list[str]:
                   f"blocks), median: top-1 {mk['neighbour_top1']['median']:.3f}, top-5 "
                   f"{mk['neighbour_top5']['median']:.3f}; on the fill-mask sentences it holds the right word in its 5 "
                   f"for {mk['fill_mask_neighbour_hits']} (per seed).", ""]
+    if mk.get("fill_mask_held_out"):
+        lines += ["Fill-mask on every held-out sentence chosen the same way (one per test document), right word in "
+                  f"the top 5: {'; '.join(mk['fill_mask_held_out'])} (per seed).", ""]
     lines += ["## The curve", "", "| pre-training steps | notebook 04 (s) | seeds | 02 test accuracy, median | min | max |",
               "|---:|---:|---:|---:|---:|---:|"]
     for p in f["curve"]:
@@ -225,6 +229,8 @@ def short_first_markdown(sf: dict, figures: dict) -> list[str]:
             f"{tiny['unigram_top1']['median']:.3f} / {tiny['unigram_top5']['median']:.3f} |",
             f"| fill-mask: right word in the top 5 (per seed) | {', '.join(sf['fill_mask_hits'])} | "
             f"{', '.join(tiny['fill_mask_hits'])} |",
+            *([f"| fill-mask, every held-out sentence (per seed) | {'; '.join(sf['fill_mask_held_out'])} | "
+               f"{'; '.join(tiny.get('fill_mask_held_out') or ['-'])} |"] if sf.get("fill_mask_held_out") else []),
             f"| notebook 04 end to end (s) | {med('notebook04_s'):.0f} | - |",
             f"| notebook 02 test accuracy (command as printed) | {med('accuracy'):.3f} | "
             f"{three['pretrained']['median']:.3f} |", "",
@@ -266,7 +272,13 @@ def masked_figures(rows: list[dict]) -> dict:
             "neighbour_top1": _median(rows, "neighbour_top1"), "neighbour_top5": _median(rows, "neighbour_top5"),
             "fill_mask_hits": [f"{r['fill_mask_hits']}/{r['fill_mask_examples']}" for r in rows],
             "fill_mask_neighbour_hits": [f"{r['fill_mask_neighbour_hits']}/{r['fill_mask_examples']}"
-                                         for r in rows if r.get("fill_mask_neighbour_hits") is not None]}
+                                         for r in rows if r.get("fill_mask_neighbour_hits") is not None],
+            "fill_mask_held_out": [_held_out(r["fill_mask_held_out"]) for r in rows if r.get("fill_mask_held_out")]}
+
+
+def _held_out(counts: dict) -> str:
+    """'model 0/55, neighbour guesser 26/55': notebook 04's fill-mask hits over every held-out sentence."""
+    return f"model {counts['model']}/{counts['sentences']}, neighbour guesser {counts['neighbour']}/{counts['sentences']}"
 
 
 def short_first(chain: Chain, seeds: list[int]) -> dict:
