@@ -81,7 +81,10 @@ def _loop_cell_outputs(executed) -> list[dict]:
     return cell.get("outputs", [])
 
 
-def test_sigterm_is_recorded_as_killed_and_keeps_the_notebook(tmp_path, runs_dir):
+def _stop_mid_loop(tmp_path, runs_dir, signum: int):
+    """`coursekit run` a notebook whose cell loops for 60 s, send the runner `signum` 2 s into that cell
+    (SIGINT as a typed Ctrl-C: the child keeps Python's own handler, unlike a command started with &);
+    the runner's return code, its stderr and the run folder."""
     import signal
     import subprocess
     import sys
@@ -92,16 +95,23 @@ def test_sigterm_is_recorded_as_killed_and_keeps_the_notebook(tmp_path, runs_dir
                         "import time\nopen(started, 'w').close()\nfor i in range(n):\n    print(i, flush=True)\n"
                         "    time.sleep(0.5)")
     proc = subprocess.Popen([sys.executable, "-m", "coursekit", "run", str(nb), "--name", "k"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    folder = runs_dir / "sleepy" / "k"
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 300
     while not started.exists() and time.time() < deadline:
         time.sleep(0.2)  # the loop cell runs: a signal now lands mid-cell however slowly the kernel started
     assert started.exists(), "the loop cell never started"
     time.sleep(2)  # well inside the 60-second loop cell
-    proc.send_signal(signal.SIGTERM)  # what scancel and the time limit send
+    proc.send_signal(signum)
     _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 1 and "KILLED / 強制終了: received signal 15" in err and "時間切れ" in err
+    return proc.returncode, err, runs_dir / "sleepy" / "k"
+
+
+def test_sigterm_is_recorded_as_killed_and_keeps_the_notebook(tmp_path, runs_dir):
+    import signal
+
+    returncode, err, folder = _stop_mid_loop(tmp_path, runs_dir, signal.SIGTERM)  # what scancel and the time limit send
+    assert returncode == 1 and "KILLED / 強制終了: received signal 15" in err and "時間切れ" in err
     data = json.loads((folder / "metrics.json").read_text())
     assert data["status"] == "killed"
     outputs = _loop_cell_outputs(folder / "sleepy.ipynb")
@@ -113,24 +123,9 @@ def test_sigterm_is_recorded_as_killed_and_keeps_the_notebook(tmp_path, runs_dir
 
 def test_ctrl_c_on_the_login_node_stops_the_cell_and_records_killed(tmp_path, runs_dir):
     import signal
-    import subprocess
-    import sys
-    import time
 
-    started = tmp_path / "loop-started"
-    nb = write_notebook(tmp_path / "sleepy.ipynb", f'profile = "full"\nn = 120\nstarted = "{started}"',
-                        "import time\nopen(started, 'w').close()\nfor i in range(n):\n    time.sleep(0.5)")
-    proc = subprocess.Popen([sys.executable, "-m", "coursekit", "run", str(nb), "--name", "c"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # as typed, not in &
-    deadline = time.time() + 300
-    while not started.exists() and time.time() < deadline:
-        time.sleep(0.2)
-    assert started.exists(), "the loop cell never started"
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 1 and "KILLED / 強制終了: interrupted" in err
-    folder = runs_dir / "sleepy" / "c"
+    returncode, err, folder = _stop_mid_loop(tmp_path, runs_dir, signal.SIGINT)
+    assert returncode == 1 and "KILLED / 強制終了: interrupted" in err
     assert json.loads((folder / "metrics.json").read_text())["status"] == "killed"
     outputs = _loop_cell_outputs(folder / "sleepy.ipynb")
     assert outputs and outputs[-1].get("ename") == "KeyboardInterrupt", "the kernel was interrupted mid-cell"

@@ -580,13 +580,13 @@ def test_fill_mask_hits_count_the_held_out_sentences_both_ways(sample_tokenizer)
     # a model that always ranks the first two examples' answers on top finds exactly the examples with those answers
     favourites = list(dict.fromkeys(ex["answer_id"] for ex in examples))[:2]
     model = _rigged(tok, favourites)
-    hits = pretrain.fill_mask_hits(model, examples, guesser, k=2)
+    hits = pretrain.fill_mask_hits(model, tok, examples, guesser, k=2)
     assert hits["sentences"] == len(examples) >= 5 and hits["k"] == 2
     assert hits["model"] == sum(ex["answer_id"] in favourites for ex in examples) >= 2
     by_hand = sum(ex["answer_id"] in guesser.guesses(ex["ids"][ex["position"] - 1], ex["ids"][ex["position"] + 1], k=2)
                   for ex in examples)
     assert hits["neighbour"] == by_hand
-    assert pretrain.fill_mask_hits(model, examples)["neighbour"] is None
-    assert pretrain.fill_mask_hits(_rigged(tok, [tok.pad_token_id]), examples, k=1)["model"] == 0
+    assert pretrain.fill_mask_hits(model, tok, examples)["neighbour"] is None
+    assert pretrain.fill_mask_hits(_rigged(tok, [tok.pad_token_id]), tok, examples, k=1)["model"] == 0
     with pytest.raises(ValueError, match="no held-out sentences"):
-        pretrain.fill_mask_hits(model, [])
+        pretrain.fill_mask_hits(model, tok, [])

@@ -81,7 +81,7 @@ def _record_outcome(run_dir: Path, notebook: Path, profile: str | None, params: 
     return data
 
 
-def _exit_recording_kernel_manager(socket_dir: str, job: dict | None = None):
+def _exit_recording_kernel_manager(socket_dir: str, job: dict):
     """A kernel manager class that remembers how the kernel process ended (its exit code; negative:
     the signal that killed it), so a dead kernel can be told apart from an out-of-memory kill.
     It shuts the kernel down without interrupting it first, unless the job was signalled to stop
@@ -113,7 +113,7 @@ def _exit_recording_kernel_manager(socket_dir: str, job: dict | None = None):
         is_alive = _async_is_alive
 
         async def _async_interrupt_kernel(self) -> None:
-            if self.shutting_down and not (job or {}).get("signal"):
+            if self.shutting_down and "signal" not in job:
                 return   # the notebook ended (completed or a failing cell): the kernel is idle
             await super()._async_interrupt_kernel()
 
@@ -227,7 +227,7 @@ def kernel_env(values: dict[str, str]) -> Iterator[None]:
 
 
 def _execute(notebook: Path, out_nb: Path, values: dict, kernel: str, quiet: bool,
-             say, job: dict | None = None) -> tuple[str, str | None]:
+             say, job: dict) -> tuple[str, str | None]:
     """Run the notebook with papermill; return (status, error) without raising for a failing cell."""
     import papermill
     from nbclient.exceptions import DeadKernelError

@@ -415,26 +415,20 @@ def fill_mask(model, tokenizer, ids: Sequence[int], top_k: int = 5) -> list[dict
             for s, i in zip(top.values, top.indices)]
 
 
-def fill_mask_hits(model, examples: Sequence[dict], guesser: "NeighbourGuesser | None" = None,
+def fill_mask_hits(model, tokenizer, examples: Sequence[dict], guesser: "NeighbourGuesser | None" = None,
                    k: int = 5) -> dict:
-    """How many of `examples` (fill_mask_examples output) have the hidden word in the model's top k, and
-    in the neighbour guesser's k answers (it reads the tokens left and right of the [MASK]): a rate over
-    every held-out sentence, not the handful printed. {"sentences", "k", "model", "neighbour"} (counts;
-    "neighbour" is None without a guesser)."""
+    """How many of `examples` (fill_mask_examples output) have the hidden word in the model's top k
+    (`fill_mask`), and in the neighbour guesser's k answers (it reads the tokens left and right of the
+    [MASK]): a rate over every held-out sentence, not the handful printed. {"sentences", "k", "model",
+    "neighbour"} (counts; "neighbour" is None without a guesser)."""
     if not examples:
         raise ValueError("no held-out sentences to fill / 穴埋めを試すテストデータの文がありません")
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
     model_hits = neighbour_hits = 0
-    with torch.no_grad():
-        for ex in examples:
-            at = ex["position"]
-            logits = model(input_ids=torch.tensor([list(ex["ids"])], device=device)).logits[0, at]
-            model_hits += int(ex["answer_id"] in logits.topk(k).indices.tolist())
-            if guesser is not None:
-                neighbour_hits += int(ex["answer_id"] in guesser.guesses(ex["ids"][at - 1], ex["ids"][at + 1], k=k))
-    model.train(was_training)
+    for ex in examples:
+        at = ex["position"]
+        model_hits += ex["answer_id"] in [p["id"] for p in fill_mask(model, tokenizer, ex["ids"], top_k=k)]
+        if guesser is not None:
+            neighbour_hits += ex["answer_id"] in guesser.guesses(ex["ids"][at - 1], ex["ids"][at + 1], k=k)
     return {"sentences": len(examples), "k": k, "model": model_hits,
             "neighbour": neighbour_hits if guesser is not None else None}
 
